@@ -1,0 +1,1 @@
+"""The example pipeline: query → prepare → train → evaluate on scikit-learn's breast-cancer data."""

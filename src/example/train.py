@@ -1,0 +1,109 @@
+"""Stage `train`: fit every candidate classifier, keep the best on the validation split."""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import pandas as pd
+
+from src.example import config
+
+log = logging.getLogger(__name__)
+
+
+class TrainResult(NamedTuple):
+    best: str
+    model: Any
+    val_accuracy: dict[str, float]  # per candidate, in params.yaml order
+
+
+def _classifiers() -> dict[str, type]:
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.naive_bayes import GaussianNB
+
+    return {
+        "logistic_regression": LogisticRegression,
+        "random_forest": RandomForestClassifier,
+        "gradient_boosting": GradientBoostingClassifier,
+        "naive_bayes": GaussianNB,
+    }
+
+
+def _xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    if config.TARGET not in frame.columns:
+        raise ValueError(f"the prepared data has no '{config.TARGET}' column — re-run the prepare stage")
+    return frame.drop(columns=config.TARGET), frame[config.TARGET]
+
+
+def train(
+    train_data: pd.DataFrame, val_data: pd.DataFrame, candidates: Mapping[str, Mapping[str, Any]], seed: int
+) -> TrainResult:
+    """Fit each candidate on `train_data`; the best validation accuracy wins, ties go to the first listed."""
+    from sklearn.metrics import accuracy_score
+
+    known = _classifiers()
+    if not candidates:
+        raise ValueError(f"train.candidates is empty — list at least one of: {', '.join(known)}")
+    unknown = sorted(set(candidates) - set(known))
+    if unknown:
+        raise ValueError(
+            f"train.candidates names unknown model(s): {', '.join(unknown)} — use: {', '.join(known)}"
+        )
+    x_train, y_train = _xy(train_data)
+    x_val, y_val = _xy(val_data)
+    models, scores = {}, {}
+    for name, kwargs in candidates.items():
+        cls = known[name]
+        if "random_state" in cls().get_params():
+            kwargs = {"random_state": seed, **(kwargs or {})}
+        try:
+            model = cls(**(kwargs or {})).fit(x_train, y_train)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"train.candidates.{name}: {exc} — fix its arguments in params.yaml") from exc
+        models[name] = model
+        scores[name] = round(float(accuracy_score(y_val, model.predict(x_val))), 6)
+        log.info("Candidate %s: val_accuracy=%.4f", name, scores[name])
+    best = max(scores, key=lambda n: scores[n])  # max keeps the first of equal scores
+    return TrainResult(best, models[best], scores)
+
+
+def main() -> None:
+    import mlflow
+
+    from src.example import tracking
+
+    params = config.load_params("train")
+    root = config.ROOT
+    train_data = pd.read_csv(root / config.TRAIN_DATA)
+    val_data = pd.read_csv(root / config.VAL_DATA)
+    log.info("Training start: candidates=%s", ", ".join(params["candidates"]))
+    with tracking.stage_run("train", params["experiment"], root / config.TRAIN_RUN):
+        result = train(train_data, val_data, params["candidates"], int(params["seed"]))
+        (root / config.MODEL).parent.mkdir(parents=True, exist_ok=True)
+        with open(root / config.MODEL, "wb") as f:
+            pickle.dump(result.model, f, protocol=5)
+        metrics = {"best_val_accuracy": result.val_accuracy[result.best], "val_accuracy": result.val_accuracy}
+        (root / config.TRAIN_METRICS).parent.mkdir(parents=True, exist_ok=True)
+        (root / config.TRAIN_METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
+
+        mlflow.set_tag("best_model", result.best)
+        mlflow.log_params(
+            {"seed": params["seed"], "best_model": result.best}
+            | {f"{n}.{k}": v for n, kw in params["candidates"].items() for k, v in (kw or {}).items()}
+        )
+        mlflow.log_metrics(
+            {"best_val_accuracy": metrics["best_val_accuracy"]}
+            | {f"val_accuracy.{n}": s for n, s in result.val_accuracy.items()}
+        )
+        mlflow.log_artifact(str(root / config.MODEL), artifact_path="model")
+    log.info("Training complete: best=%s val_acc=%.3f", result.best, result.val_accuracy[result.best])
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    main()
