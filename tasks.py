@@ -18,7 +18,7 @@ import shlex
 import sys
 import tempfile
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from invoke import Context, Exit, task
@@ -181,3 +181,290 @@ def _report(c: Context, env: Mapping[str, str], remote: bool) -> None:
         print(f"MLflow: {config.redact(env['MLFLOW_TRACKING_URI'])}")
     where = "the DVC remote, after `invoke share`" if remote else "the local DVC cache (.dvc/cache), no remote"
     print(f"Data and models: {config.ROOT} (outputs listed in dvc.yaml); shared through {where}.")
+
+
+# -- tag-run ----------------------------------------------------------------------------------------------------
+
+LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,49}")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "branch"
+
+
+def _actions_url(remote_url: str | None) -> str | None:
+    """The Actions page of a GitHub remote (https or ssh form), else None."""
+    match = re.match(r"^(?:https://(?:[^@/]+@)?github\.com/|git@github\.com:|ssh://git@github\.com/)"
+                     r"([\w.-]+/[\w.-]+?)(?:\.git)?/?$", remote_url or "")
+    return f"https://github.com/{match.group(1)}/actions/workflows/{WORKFLOW.name}" if match else None
+
+
+@task(
+    help={
+        "name": "A label to add to the generated tag name (letters, digits, '.', '_', '-').",
+        "message": "The tag's annotation: what this run is for.",
+        "remote": "The git remote the runner watches.",
+        "dry_run": "Print what would be done and change nothing.",
+    }
+)
+def tag_run(c: Context, name: str = "", message: str = "", remote: str = "origin", dry_run: bool = False) -> None:
+    """Tag HEAD as a run and push only that tag, which starts the pipeline on the runner."""
+    if _git(c, "rev-parse", "--is-inside-work-tree") != "true":
+        raise Exit("Not inside a git repository — run this from the project's clone.", code=1)
+    if name and not LABEL.fullmatch(name):
+        raise Exit(
+            f"--name {name!r} is not a safe label — use up to 50 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit.",
+            code=1,
+        )
+    if _git(c, "status", "--porcelain"):
+        raise Exit(
+            "The working tree has uncommitted or untracked changes — commit (and push) or stash them: "
+            "the runner only sees pushed commits.",
+            code=1,
+        )
+    branch = _git(c, "symbolic-ref", "--quiet", "--short", "HEAD")
+    if not branch:
+        raise Exit("HEAD is detached — check out the branch the run belongs to, then tag again.", code=1)
+    commit = _git(c, "rev-parse", "HEAD") or ""
+    remote_url = _git(c, "remote", "get-url", remote)
+    if remote_url is None:
+        raise Exit(f"There is no git remote {remote!r} — add it, or pass --remote NAME.", code=1)
+    if _git(c, "fetch", "--quiet", "--no-tags", remote, f"refs/heads/{branch}") is None:
+        raise Exit(f"Branch {branch!r} is not on {remote} — push it first: git push -u {remote} {branch}", code=1)
+    if _git(c, "merge-base", "--is-ancestor", commit, "FETCH_HEAD") is None:
+        raise Exit(
+            f"HEAD {commit[:12]} is not on {remote}/{branch} yet — push it first: git push {remote} {branch}",
+            code=1,
+        )
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    tag = "-".join([TAG_PREFIX, _slug(branch), stamp, *([name] if name else [])])
+    if _git(c, "check-ref-format", f"refs/tags/{tag}") is None:
+        raise Exit(f"{tag!r} is not a valid git tag name — choose another --name.", code=1)
+    if _git(c, "rev-parse", "--quiet", "--verify", f"refs/tags/{tag}") is not None or _git(
+        c, "ls-remote", "--tags", remote, f"refs/tags/{tag}"
+    ):
+        raise Exit(f"Tag {tag!r} already exists — wait a second or pass another --name.", code=1)
+    # The branch goes into the annotation so `share` knows where the results belong, even when several
+    # branches contain the commit.
+    annotation = f"{message or f'Run {tag}'}\n\nBranch: {branch}\n"
+    if dry_run:
+        print(f"Would tag {commit} ({branch}) as {tag} and push only that tag to {remote}.")
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write(annotation)
+    try:
+        _must(c, "Creating the tag", "git", "tag", "--annotate", "--cleanup=verbatim", "--file", f.name, tag)
+    finally:
+        os.unlink(f.name)
+    if not _run(c, "git", "push", "--quiet", remote, f"refs/tags/{tag}").ok:
+        _run(c, "git", "tag", "--delete", tag)
+        raise Exit(f"Pushing tag {tag} to {remote} failed — check access to {remote} and try again.", code=1)
+    print(f"Tagged {commit} ({branch}) as {tag} and pushed it to {remote}.")
+    url = _actions_url(remote_url)
+    print(f"Watch the run: {url}" if url else f"The runner watching {remote} picks it up ({WORKFLOW}).")
+
+
+# -- share ------------------------------------------------------------------------------------------------------
+
+
+def _trailers(c: Context, rev: str, key: str) -> list[str]:
+    out = _git(c, "log", "-1", f"--format=%(trailers:key={key},valueonly,separator=%x00)", rev)
+    return [v for v in (out or "").split("\0") if v]
+
+
+def _is_results_of(c: Context, rev: str, tag: str, commit: str) -> bool:
+    """True when `rev` is a results commit of `tag`: its only parent is the tagged commit and it names the tag."""
+    parents = (_git(c, "rev-list", "--parents", "-n", "1", rev) or "").split()[1:]
+    return parents == [commit] and tag in _trailers(c, rev, "Run-Tag")
+
+
+def _existing_results(c: Context, remote: str, tag: str, commit: str) -> str | None:
+    """A results commit of `tag` already on the remote (a re-run of the same tag), if any."""
+    found = _git(c, "log", f"--remotes={remote}", "--fixed-strings", f"--grep=Run-Tag: {tag}", "--format=%H")
+    return next((sha for sha in (found or "").split() if _is_results_of(c, sha, tag, commit)), None)
+
+
+def _tag_branch(c: Context, tag: str) -> str | None:
+    """The branch `invoke tag-run` recorded in the tag's annotation."""
+    if _git(c, "cat-file", "-t", f"refs/tags/{tag}") != "tag":
+        return None
+    body = _git(c, "cat-file", "-p", f"refs/tags/{tag}") or ""
+    names = re.findall(r"^Branch: (\S+)$", body.partition("\n\n")[2], flags=re.MULTILINE)
+    return names[-1] if names else None
+
+
+def _pick_branch(c: Context, remote: str, tag: str, commit: str, requested: str) -> str:
+    """The branch the results belong on: --branch, else the one the tag names, else the only one that fits."""
+    refs = _git(c, "for-each-ref", "--contains", commit, "--format=%(refname)", f"refs/remotes/{remote}/") or ""
+    candidates = [
+        name
+        for name in (ref.removeprefix(f"refs/remotes/{remote}/") for ref in refs.splitlines())
+        if name != "HEAD" and not name.startswith(RESULTS_BRANCH_PREFIX)
+    ]
+    listed = ", ".join(candidates) or "none"
+    if requested:
+        if requested not in candidates:
+            raise Exit(f"--branch {requested!r} on {remote} does not contain {commit[:12]} — use one of: {listed}.")
+        return requested
+    hint = _tag_branch(c, tag)
+    if hint in candidates:
+        return hint
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise Exit(
+            f"No branch on {remote} contains {tag}'s commit {commit[:12]} — push its branch, or pass --branch.",
+            code=1,
+        )
+    at_tip = [b for b in candidates if _git(c, "rev-parse", f"refs/remotes/{remote}/{b}") == commit]
+    if len(at_tip) == 1:
+        return at_tip[0]
+    raise Exit(f"Several branches on {remote} contain {commit[:12]}: {listed} — pass --branch NAME to choose.")
+
+
+def _metrics() -> dict[str, float]:
+    """The pipeline's metrics, flattened (`val_accuracy.random_forest`), from the files dvc.yaml names."""
+    flat: dict[str, float] = {}
+
+    def walk(prefix: str, value: object) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            flat[prefix] = value
+
+    for path in (config.EVALUATE_METRICS, config.TRAIN_METRICS):
+        try:
+            walk("", json.loads((config.ROOT / path).read_text()))
+        except (OSError, ValueError):
+            continue
+    return flat
+
+
+def _results_message(subject: str, tag: str, commit: str, runs: list[dict], ci_url: str | None) -> str:
+    metrics = "\n".join(f"    {k}: {v}" for k, v in _metrics().items())
+    trailers = [f"Run-Tag: {tag}", f"Run-Commit: {commit}"]
+    trailers += [f"MLflow-Run: {r}" for r in dict.fromkeys(r["run_id"] for r in runs)]
+    trailers += [f"CI-Run: {ci_url}"] if ci_url else []
+    return (
+        f"{subject}{RESULTS_SUFFIX}\n\nResults of run {tag} for {commit}.\n\nMetrics:\n{metrics}\n\n"
+        + "\n".join(trailers)
+        + "\n"
+    )
+
+
+def _identity(c: Context, env: Mapping[str, str]) -> list[str]:
+    """`-c` options naming the committer when git has no identity (a fresh runner); global config is untouched."""
+    if _git(c, "config", "user.email") and _git(c, "config", "user.name"):
+        return []
+    actor = config.env_value("GITHUB_ACTOR", env) or "invoke-share"
+    return ["-c", f"user.name={actor}", "-c", f"user.email={actor}@users.noreply.github.com"]
+
+
+def _summary(c: Context, env: Mapping[str, str], tag: str, commit: str, outcome: str) -> None:
+    """Tell the run's outcome on stdout and, on GitHub Actions, in the job summary."""
+    print(outcome)
+    path = config.env_value("GITHUB_STEP_SUMMARY", env)
+    if not path:
+        return
+    metrics = _run(c, *DVC, "metrics", "show", "--md", env=env)
+    links = "\n".join(f"- MLflow ({r['stage']}): {_run_link(r)}" for r in _run_records()) or "- MLflow: no run"
+    params = (config.PARAMS_FILE).read_text()
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(
+            f"## Run `{tag}`\n\n- Commit: `{commit}`\n- {outcome}\n{links}\n\n### Metrics\n\n"
+            f"{metrics.stdout.strip() if metrics.ok else 'none'}\n\n### Params\n\n```yaml\n{params}```\n"
+        )
+
+
+@task(
+    help={
+        "tag": "The run's tag (default: the pushed tag, from GITHUB_REF on GitHub Actions).",
+        "branch": "The branch the results go to (default: the one the tag names, or the only one that fits).",
+        "remote": "The git remote to push to.",
+        "dry_run": "Print the plan and change nothing.",
+    }
+)
+def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", dry_run: bool = False) -> None:
+    """Push the run's data, then commit dvc.lock as '<subject>-results' and push it to the tag's branch."""
+    from src.example.tracking import ci_run_url
+
+    env = _environment()
+    if _on_actions(env):
+        _require_ci_settings(env)
+    tag = tag or _head_run_tag(c, env) or ""
+    if not tag:
+        raise Exit("No run tag — pass --tag NAME (on GitHub Actions it comes from GITHUB_REF).", code=1)
+    commit = _git(c, "rev-parse", "--verify", "--quiet", f"refs/tags/{tag}^{{commit}}")
+    if not commit:
+        raise Exit(f"Tag {tag!r} is not in this clone — check the name, or fetch it: git fetch {remote} --tags")
+    head = _git(c, "rev-parse", "HEAD")
+    resumed = head != commit and _is_results_of(c, "HEAD", tag, commit)
+    if head != commit and not resumed:
+        raise Exit(
+            f"HEAD is not {tag} ({commit[:12]}) — check out the tag and run `invoke repro` there first.", code=1
+        )
+    if not (config.ROOT / "dvc.lock").exists():
+        raise Exit("There is no dvc.lock — run `invoke repro` first.", code=1)
+    if not _has_remote(env):
+        raise Exit(
+            "No DVC remote is configured — set MLFLOW_S3_ENDPOINT_URL (or DVC_REMOTE_ENDPOINT_URL) and "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (see .env.example): results are shared through it.",
+            code=1,
+        )
+    if not dry_run:
+        _must(c, f"Fetching {remote}", "git", "fetch", "--quiet", "--no-tags", "--prune", remote)
+    existing = _existing_results(c, remote, tag, commit)
+    target = None if existing else _pick_branch(c, remote, tag, commit, branch)
+    subject = _git(c, "log", "-1", "--format=%s", commit) or tag
+    message = _results_message(subject, tag, commit, _run_records(), ci_run_url(env))
+    if dry_run:
+        print(f"Tag {tag} → commit {commit}")
+        print("1. dvc push --run-cache")
+        if existing:
+            print(f"2. nothing more: results of {tag} are already on {remote} as {existing}")
+            return
+        print(f"2. git add dvc.lock (and tracked result files); commit on {commit[:12]}:\n")
+        print("   " + message.replace("\n", "\n   "))
+        print(f"3. git push {remote} HEAD:refs/heads/{target}  (or, if {target} moved on, to "
+              f"{RESULTS_BRANCH_PREFIX}{tag})")
+        return
+
+    _configure_remote(c, env)
+    print("$ dvc push --run-cache", flush=True)
+    if not c.run(shlex.join([*DVC, "push", "--run-cache"]), env=env, warn=True, pty=False).ok:
+        raise Exit(
+            "Pushing the data failed (DVC's message is above) — nothing was committed or pushed to git; "
+            "fix the remote and run `invoke share` again.",
+            code=1,
+        )
+    if existing:
+        return _summary(c, env, tag, commit, f"Results of {tag} are already on {remote} as {existing[:12]}: "
+                                              "nothing to commit (a re-run of the same tag).")
+    if not resumed:
+        _must(c, "Staging dvc.lock", "git", "add", "--", "dvc.lock")
+        _must(c, "Staging result files", "git", "add", "--update")
+        if _run(c, "git", "diff", "--cached", "--quiet").ok:
+            return _summary(c, env, tag, commit, f"dvc.lock did not change: {commit[:12]} already records these "
+                                                 "results, so no commit was made. The data is on the DVC remote.")
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+            f.write(message)
+        try:
+            _must(c, "Committing the results", "git", *_identity(c, env), "commit", "--quiet",
+                  "--cleanup=verbatim", "--file", f.name)
+        finally:
+            os.unlink(f.name)
+    results = _git(c, "rev-parse", "HEAD") or ""
+    tip = _git(c, "rev-parse", "--verify", "--quiet", f"refs/remotes/{remote}/{target}")
+    if tip and _git(c, "rev-parse", f"{tip}^{{tree}}") == _git(c, "rev-parse", "HEAD^{tree}"):
+        return _summary(c, env, tag, commit, f"{remote}/{target} already holds these exact results "
+                                             f"({tip[:12]}): nothing to push.")
+    if tip == commit and _run(c, "git", "push", "--quiet", remote, f"HEAD:refs/heads/{target}").ok:
+        return _summary(c, env, tag, commit, f"Results committed as {results[:12]} on {remote}/{target}.")
+    # The branch moved on since the tag (or the push lost a race): these results belong to the tagged code,
+    # so they are kept on a branch of their own rather than rebased onto code they were not produced from.
+    side = f"{RESULTS_BRANCH_PREFIX}{tag}"
+    _must(c, f"Pushing the results to {side}", "git", "push", "--quiet", remote, f"HEAD:refs/heads/{side}")
+    _summary(c, env, tag, commit, f"{remote}/{target} moved on since {tag}: results committed as {results[:12]} "
+                                  f"on branch {side} instead — merge it into {target} if you want them there.")
