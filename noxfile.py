@@ -1,0 +1,57 @@
+"""Isolated checks and clean-room runs: each session installs from Pipfile.lock into its own venv."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = False
+nox.options.error_on_external_run = True
+
+LINT_TARGETS = ["tasks.py", "noxfile.py", "src", "tests"]
+WORKFLOWS = ".github/workflows"
+
+
+def _sync(session: nox.Session, *extra: str) -> None:
+    """Install the locked dependencies into the session's venv (skipped by `nox -R`)."""
+    session.run_install("python", "-m", "pip", "install", "--quiet", "pipenv==2026.10.3")
+    # pipenv --system installs into the first python on PATH: nox puts the session's venv there.
+    session.run_install("pipenv", "sync", "--system", *extra, env={"PIPENV_VERBOSITY": "-1"})
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Lint the code (ruff) and the workflows (zizmor, GitHub's workflow schema)."""
+    _sync(session, "--dev")
+    session.run("ruff", "check", *LINT_TARGETS)
+    session.run("ruff", "format", "--check", *LINT_TARGETS)
+    # --offline: zizmor's online audits would call the GitHub API, which CI cannot reach.
+    session.run("zizmor", "--offline", WORKFLOWS)
+    session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *_workflow_files())
+
+
+def _workflow_files() -> list[str]:
+    return sorted(os.path.join(WORKFLOWS, f) for f in os.listdir(WORKFLOWS) if f.endswith((".yml", ".yaml")))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite (pass pytest arguments after --)."""
+    _sync(session, "--dev")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(default=False)
+def repro(session: nox.Session) -> None:
+    """Run the pipeline in a clean-room venv installed from Pipfile.lock."""
+    _sync(session)
+    session.run("invoke", "repro", *session.posargs)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmark the run loop and print a table of ratios."""
+    _sync(session, "--dev")
+    session.run("python", "tests/bench.py", *session.posargs)
