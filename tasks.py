@@ -138,6 +138,16 @@ def _run_records() -> list[dict]:
     return [r for r in records if r]
 
 
+def _mlflow_lines() -> list[str]:
+    """One line per MLflow run the outputs record: the stages it covers and where to see it."""
+    records = _run_records()
+    by_run = {r["run_id"]: r for r in records}
+    return [
+        f"MLflow ({', '.join(r['stage'] for r in records if r['run_id'] == run_id)}): {_run_link(record)}"
+        for run_id, record in by_run.items()
+    ]
+
+
 def _run_link(record: Mapping[str, str]) -> str:
     uri = record["tracking_uri"]
     if config.is_local_store(uri):
@@ -175,10 +185,8 @@ def _report(c: Context, env: Mapping[str, str], remote: bool) -> None:
     print("\nResults")
     metrics = _run(c, *DVC, "metrics", "show", env=env)
     print(metrics.stdout.rstrip() if metrics.ok else "  (no metrics)")
-    for record in _run_records():
-        print(f"MLflow [{record['stage']}]: {_run_link(record)}")
-    if not _run_records():
-        print(f"MLflow: {config.redact(env['MLFLOW_TRACKING_URI'])}")
+    for line in _mlflow_lines() or [f"MLflow: {config.redact(env['MLFLOW_TRACKING_URI'])}"]:
+        print(line)
     where = "the DVC remote, after `invoke share`" if remote else "the local DVC cache (.dvc/cache), no remote"
     print(f"Data and models: {config.ROOT} (outputs listed in dvc.yaml); shared through {where}.")
 
@@ -194,8 +202,11 @@ def _slug(text: str) -> str:
 
 def _actions_url(remote_url: str | None) -> str | None:
     """The Actions page of a GitHub remote (https or ssh form), else None."""
-    match = re.match(r"^(?:https://(?:[^@/]+@)?github\.com/|git@github\.com:|ssh://git@github\.com/)"
-                     r"([\w.-]+/[\w.-]+?)(?:\.git)?/?$", remote_url or "")
+    match = re.match(
+        r"^(?:https://(?:[^@/]+@)?github\.com/|git@github\.com:|ssh://git@github\.com/)"
+        r"([\w.-]+/[\w.-]+?)(?:\.git)?/?$",
+        remote_url or "",
+    )
     return f"https://github.com/{match.group(1)}/actions/workflows/{WORKFLOW.name}" if match else None
 
 
@@ -369,7 +380,7 @@ def _summary(c: Context, env: Mapping[str, str], tag: str, commit: str, outcome:
     if not path:
         return
     metrics = _run(c, *DVC, "metrics", "show", "--md", env=env)
-    links = "\n".join(f"- MLflow ({r['stage']}): {_run_link(r)}" for r in _run_records()) or "- MLflow: no run"
+    links = "\n".join(f"- {line}" for line in _mlflow_lines()) or "- MLflow: no run"
     params = (config.PARAMS_FILE).read_text()
     with open(path, "a", encoding="utf-8") as f:
         f.write(
@@ -402,9 +413,7 @@ def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", d
     head = _git(c, "rev-parse", "HEAD")
     resumed = head != commit and _is_results_of(c, "HEAD", tag, commit)
     if head != commit and not resumed:
-        raise Exit(
-            f"HEAD is not {tag} ({commit[:12]}) — check out the tag and run `invoke repro` there first.", code=1
-        )
+        raise Exit(f"HEAD is not {tag} ({commit[:12]}) — check out the tag and run `invoke repro` there first.", code=1)
     if not (config.ROOT / "dvc.lock").exists():
         raise Exit("There is no dvc.lock — run `invoke repro` first.", code=1)
     if not _has_remote(env):
@@ -427,8 +436,10 @@ def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", d
             return
         print(f"2. git add dvc.lock (and tracked result files); commit on {commit[:12]}:\n")
         print("   " + message.replace("\n", "\n   "))
-        print(f"3. git push {remote} HEAD:refs/heads/{target}  (or, if {target} moved on, to "
-              f"{RESULTS_BRANCH_PREFIX}{tag})")
+        print(
+            f"3. git push {remote} HEAD:refs/heads/{target}  (or, if {target} moved on, to "
+            f"{RESULTS_BRANCH_PREFIX}{tag})"
+        )
         return
 
     _configure_remote(c, env)
@@ -440,31 +451,42 @@ def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", d
             code=1,
         )
     if existing:
-        return _summary(c, env, tag, commit, f"Results of {tag} are already on {remote} as {existing[:12]}: "
-                                              "nothing to commit (a re-run of the same tag).")
+        outcome = f"Results of {tag} are already on {remote} as {existing[:12]}: nothing to commit (a re-run)."
+    else:
+        outcome = _commit_and_push(c, env, remote, target or "", tag, commit, message, resumed)
+    _summary(c, env, tag, commit, outcome)
+
+
+def _commit_and_push(
+    c: Context, env: Mapping[str, str], remote: str, target: str, tag: str, commit: str, message: str, resumed: bool
+) -> str:
+    """Commit the results on the tagged commit and push them; say where they went."""
     if not resumed:
         _must(c, "Staging dvc.lock", "git", "add", "--", "dvc.lock")
         _must(c, "Staging result files", "git", "add", "--update")
         if _run(c, "git", "diff", "--cached", "--quiet").ok:
-            return _summary(c, env, tag, commit, f"dvc.lock did not change: {commit[:12]} already records these "
-                                                 "results, so no commit was made. The data is on the DVC remote.")
+            return (
+                f"dvc.lock did not change: {commit[:12]} already records these results, so no commit was made. "
+                "The data is on the DVC remote."
+            )
         with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
             f.write(message)
         try:
-            _must(c, "Committing the results", "git", *_identity(c, env), "commit", "--quiet",
-                  "--cleanup=verbatim", "--file", f.name)
+            commit_cmd = ["git", *_identity(c, env), "commit", "--quiet", "--cleanup=verbatim", "--file", f.name]
+            _must(c, "Committing the results", *commit_cmd)
         finally:
             os.unlink(f.name)
     results = _git(c, "rev-parse", "HEAD") or ""
     tip = _git(c, "rev-parse", "--verify", "--quiet", f"refs/remotes/{remote}/{target}")
     if tip and _git(c, "rev-parse", f"{tip}^{{tree}}") == _git(c, "rev-parse", "HEAD^{tree}"):
-        return _summary(c, env, tag, commit, f"{remote}/{target} already holds these exact results "
-                                             f"({tip[:12]}): nothing to push.")
+        return f"{remote}/{target} already holds these exact results ({tip[:12]}): nothing to push."
     if tip == commit and _run(c, "git", "push", "--quiet", remote, f"HEAD:refs/heads/{target}").ok:
-        return _summary(c, env, tag, commit, f"Results committed as {results[:12]} on {remote}/{target}.")
+        return f"Results committed as {results[:12]} on {remote}/{target}."
     # The branch moved on since the tag (or the push lost a race): these results belong to the tagged code,
     # so they are kept on a branch of their own rather than rebased onto code they were not produced from.
     side = f"{RESULTS_BRANCH_PREFIX}{tag}"
     _must(c, f"Pushing the results to {side}", "git", "push", "--quiet", remote, f"HEAD:refs/heads/{side}")
-    _summary(c, env, tag, commit, f"{remote}/{target} moved on since {tag}: results committed as {results[:12]} "
-                                  f"on branch {side} instead — merge it into {target} if you want them there.")
+    return (
+        f"{remote}/{target} moved on since {tag}: results committed as {results[:12]} on branch {side} instead "
+        f"— merge it into {target} if you want them there."
+    )

@@ -56,9 +56,7 @@ def env_value(name: str, env: Mapping[str, str] | None = None) -> str | None:
 def tracking_uri(env: Mapping[str, str] | None = None, root: Path = ROOT) -> str:
     """MLflow tracking URI: MLFLOW_URL (the runner's name), else MLFLOW_TRACKING_URI, else the embedded store."""
     return (
-        env_value("MLFLOW_URL", env)
-        or env_value("MLFLOW_TRACKING_URI", env)
-        or f"sqlite:///{root / LOCAL_MLFLOW_DB}"
+        env_value("MLFLOW_URL", env) or env_value("MLFLOW_TRACKING_URI", env) or f"sqlite:///{root / LOCAL_MLFLOW_DB}"
     )
 
 

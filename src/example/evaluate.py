@@ -63,8 +63,11 @@ def figure(evaluation: Evaluation) -> Any:
     left.set(title="Confusion matrix", xlabel="predicted", ylabel="actual", xticks=[0, 1], yticks=[0, 1])
     right.plot(evaluation.roc["fpr"], evaluation.roc["tpr"])
     right.plot([0, 1], [0, 1], linestyle="--", color="grey")
-    right.set(title=f"ROC (AUC {evaluation.metrics['roc_auc']:.3f})", xlabel="false positive rate",
-              ylabel="true positive rate")
+    right.set(
+        title=f"ROC (AUC {evaluation.metrics['roc_auc']:.3f})",
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+    )
     fig.tight_layout()
     return fig
 
@@ -94,8 +97,9 @@ def main() -> None:
         mlflow.log_param("threshold", params["threshold"])
         mlflow.log_metrics({f"test_{k}": v for k, v in result.metrics.items()})
         mlflow.log_artifact(str(root / config.EVALUATION_PNG), artifact_path="plots")
-    log.info("Evaluation complete: test_accuracy=%.3f roc_auc=%.3f", result.metrics["accuracy"],
-             result.metrics["roc_auc"])
+    log.info(
+        "Evaluation complete: test_accuracy=%.3f roc_auc=%.3f", result.metrics["accuracy"], result.metrics["roc_auc"]
+    )
 
 
 if __name__ == "__main__":

@@ -51,9 +51,7 @@ def train(
         raise ValueError(f"train.candidates is empty — list at least one of: {', '.join(known)}")
     unknown = sorted(set(candidates) - set(known))
     if unknown:
-        raise ValueError(
-            f"train.candidates names unknown model(s): {', '.join(unknown)} — use: {', '.join(known)}"
-        )
+        raise ValueError(f"train.candidates names unknown model(s): {', '.join(unknown)} — use: {', '.join(known)}")
     x_train, y_train = _xy(train_data)
     x_val, y_val = _xy(val_data)
     models, scores = {}, {}

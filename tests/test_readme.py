@@ -1,0 +1,74 @@
+"""The README is the contract: its Quickstart is what CI runs, its tables match the tasks, sessions and variables."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import tasks
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+BIN = Path(sys.executable).parent
+
+
+def _section(title: str) -> str:
+    match = re.search(rf"^## {title}\n(.*?)(?=^## |\Z)", README, flags=re.MULTILINE | re.DOTALL)
+    assert match, f"README has no '## {title}' section"
+    return match.group(1)
+
+
+def _quickstart() -> list[str]:
+    blocks = re.findall(r"```sh\n(.*?)```", _section("Quickstart"), flags=re.DOTALL)
+    assert len(blocks) == 1, "the Quickstart holds exactly one code block"
+    return [line for line in blocks[0].splitlines() if line.strip()]
+
+
+def test_quickstart_has_two_commands_and_ci_runs_the_second() -> None:
+    main_job, test_command = _quickstart()
+    assert main_job.endswith("invoke repro")
+    assert "nox" in test_command and "lint tests" in test_command
+    ci_lines = [line for line in (ROOT / ".ci/run").read_text().splitlines() if line and not line.startswith("#")]
+    assert test_command in ci_lines, ".ci/run must run the README's test command verbatim"
+
+
+def test_quickstart_installs_the_locked_pipenv() -> None:
+    locked = json.loads((ROOT / "Pipfile.lock").read_text())["default"]["pipenv"]["version"]
+    for command in _quickstart():
+        assert f"pipenv{locked}" in command, f"Quickstart must install pipenv{locked}, as Pipfile.lock pins it"
+
+
+def test_task_table_matches_invoke_list() -> None:
+    listed = subprocess.run(
+        [str(BIN / "invoke"), "--list", "--list-format", "json"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    names = {t["name"]: t["help"] for t in json.loads(listed.stdout)["tasks"]}
+    assert names.keys() == {"repro", "share", "tag-run"}
+    table = _section("Tasks and sessions")
+    for name, help_text in names.items():
+        assert f"`invoke {name}" in table, f"README's task table misses `invoke {name}`"
+        assert help_text.split(".")[0] in table, f"README's row for {name} must say what `invoke --list` says"
+
+
+def test_session_table_matches_nox_list() -> None:
+    listed = subprocess.run([str(BIN / "nox"), "-l", "--json"], cwd=ROOT, capture_output=True, text=True, check=True)
+    sessions = {s["session"]: s["description"] for s in json.loads(listed.stdout)}
+    table = _section("Tasks and sessions")
+    for name, description in sessions.items():
+        assert f"`nox -s {name}`" in table and description in table, f"README's table misses nox session {name}"
+
+
+def test_every_variable_the_template_reads_is_documented() -> None:
+    table = _section("Environment variables")
+    example = re.findall(r"^([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), flags=re.MULTILINE)
+    assert set(tasks.CI_SETTINGS) <= set(example), ".env.example must list every variable a CI run needs"
+    for name in {*example, *tasks.CI_SETTINGS, "MLFLOW_TRACKING_URI", "RUN_TAG", "GITHUB_STEP_SUMMARY"}:
+        assert f"`{name}`" in table, f"README's environment table misses {name}"
+
+
+def test_env_example_holds_no_values() -> None:
+    values = re.findall(r"^[A-Z][A-Z0-9_]+=(.+)$", (ROOT / ".env.example").read_text(), flags=re.MULTILINE)
+    assert values == [], ".env.example documents names only: a value there would end up in every clone"
