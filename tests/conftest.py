@@ -33,7 +33,7 @@ TEST_EMAIL = "test@example.com"
 # repositories or config. Whole prefixes, so new variables such as MLFLOW_RUN_ID,
 # AWS_DEFAULT_PROFILE or GIT_DIR (set when tests run from a git hook) are covered too.
 _SCRUB_PREFIXES = ("MLFLOW_", "AWS_", "DVC_", "GIT_", "GITHUB_")
-_SCRUB_NAMES = ("CI", "ACCESS_TOKEN", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME")
+_SCRUB_NAMES = ("CI", "ACCESS_TOKEN", "RUN_TAG", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME")
 
 
 def _isolated(environ: dict[str, str], base: Path) -> dict[str, str]:

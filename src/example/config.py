@@ -6,8 +6,10 @@ is imported here.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -53,16 +55,20 @@ def env_value(name: str, env: Mapping[str, str] | None = None) -> str | None:
     return value or None
 
 
+def embedded_tracking_uri(root: Path = ROOT) -> str:
+    """The MLflow store inside the project, used when no server is configured."""
+    return f"sqlite:///{root / LOCAL_MLFLOW_DB}"
+
+
 def tracking_uri(env: Mapping[str, str] | None = None, root: Path = ROOT) -> str:
     """MLflow tracking URI: MLFLOW_URL (the runner's name), else MLFLOW_TRACKING_URI, else the embedded store."""
-    return (
-        env_value("MLFLOW_URL", env) or env_value("MLFLOW_TRACKING_URI", env) or f"sqlite:///{root / LOCAL_MLFLOW_DB}"
-    )
+    return env_value("MLFLOW_URL", env) or env_value("MLFLOW_TRACKING_URI", env) or embedded_tracking_uri(root)
 
 
 def is_local_store(uri: str) -> bool:
     """True for a store on this machine (sqlite or a folder), False for a tracking server."""
-    return urlsplit(uri).scheme not in ("http", "https", "databricks")
+    # "databricks" alone (no scheme) is MLflow's name for the default Databricks workspace.
+    return uri != "databricks" and urlsplit(uri).scheme not in ("http", "https", "databricks")
 
 
 def redact(uri: str) -> str:
@@ -70,9 +76,7 @@ def redact(uri: str) -> str:
     parts = urlsplit(uri)
     if parts.username is None and parts.password is None:
         return uri
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    host = parts.netloc.rpartition("@")[2]  # keeps an IPv6 address's brackets and the port
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
@@ -82,5 +86,19 @@ def load_params(section: str, path: Path = PARAMS_FILE) -> dict:
 
     params = yaml.safe_load(path.read_text()) or {}
     if section not in params:
-        raise KeyError(f"params.yaml has no '{section}:' section — add it (see the README's pipeline table)")
+        raise ValueError(f"params.yaml has no '{section}:' section — add it (see the README's pipeline table)")
     return params[section] or {}
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Run a stage's main() as a command: log lines on stderr, and a bad input as one clear line, no traceback."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger(main.__module__)
+    try:
+        main()
+    except KeyError as exc:
+        log.error("params.yaml misses the key %s — add it (params.yaml's comments say what each key means)", exc)
+        sys.exit(1)
+    except ValueError as exc:
+        log.error("%s", exc)
+        sys.exit(1)

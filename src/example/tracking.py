@@ -72,8 +72,11 @@ def _experiment_id(mlflow: Any, name: str, uri: str) -> str:
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    # A server decides where artifacts go; the embedded store keeps them beside mlflow.db in the project.
-    location = None if not config.is_local_store(uri) else (config.ROOT / config.LOCAL_ARTIFACTS).as_uri()
+    # A sqlite store would put artifacts in ./mlruns of whatever the working directory is: keep them beside the
+    # database instead (for the embedded store: the project's mlartifacts/). A server decides for itself.
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri.removeprefix("sqlite:///")).parent / config.LOCAL_ARTIFACTS).as_uri()
     return mlflow.create_experiment(name, artifact_location=location)
 
 

@@ -1,0 +1,272 @@
+"""`invoke repro` end to end: the real pipeline in a copy of the project, on embedded stores or real servers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+INVOKE = Path(sys.executable).parent / "invoke"
+STAGES = ("query", "prepare", "train", "evaluate")
+EXPERIMENT = "breast-cancer-example"
+# What a pipeline run may write; none of it may appear or change in this checkout when a test runs in a copy.
+LOCAL_STATE = ("mlflow.db", "mlruns", "mlartifacts", "data", "models", "metrics", "plots", "runs", "dvc.lock")
+
+
+def invoke_repro(cwd: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run `invoke repro` in `cwd` with this environment plus `env`; the exit code and all its output."""
+    proc = subprocess.run(
+        [str(INVOKE), "repro", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=600,
+    )
+    return proc.returncode, proc.stdout
+
+
+def git(*args: str, cwd: Path) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def outputs(project: Path) -> list[str]:
+    """Every output dvc.yaml declares (outs, metrics, plots)."""
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    paths = []
+    for stage in stages.values():
+        for kind in ("outs", "metrics", "plots"):
+            paths += [next(iter(p)) if isinstance(p, dict) else p for p in stage.get(kind, [])]
+    return paths
+
+
+def md5s(project: Path, paths: list[str]) -> dict[str, str]:
+    return {p: hashlib.md5((project / p).read_bytes()).hexdigest() for p in paths}  # noqa: S324 - DVC's hash
+
+
+def lock_outs(project: Path) -> dict[str, str]:
+    """Output path → md5, as dvc.lock records them."""
+    stages = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    return {out["path"]: out["md5"] for stage in stages.values() for out in stage.get("outs", [])}
+
+
+def record(project: Path, stage: str) -> dict[str, str]:
+    return json.loads((project / "runs" / f"{stage}.json").read_text())
+
+
+def local_state() -> dict[str, tuple[int, int]]:
+    files = {}
+    for name in LOCAL_STATE:
+        path = ROOT / name
+        for f in [path, *path.rglob("*")] if path.is_dir() else [path] if path.exists() else []:
+            stat = f.stat()
+            files[str(f.relative_to(ROOT))] = (stat.st_size, stat.st_mtime_ns)
+    return files
+
+
+@pytest.fixture
+def untouched_checkout():
+    """Fail the test if it wrote pipeline state into this checkout instead of its project copy."""
+    before = local_state()
+    yield
+    assert local_state() == before
+
+
+@pytest.mark.slow
+def test_repro_on_embedded_defaults_then_force(project, monkeypatch, untouched_checkout):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("RUN_TAG", raising=False)  # isolated_env does not scrub it
+
+    code, out = invoke_repro(project)
+
+    assert code == 0, out
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in out
+    missing = [p for p in outputs(project) if not (project / p).is_file()]
+    assert missing == []
+    store = f"sqlite:///{project}/mlflow.db"
+    assert (project / "mlflow.db").is_file()
+    saved = record(project, "train")
+    run_id = saved["run_id"]
+    assert (saved["stage"], saved["tracking_uri"]) == ("train", store)
+    assert record(project, "evaluate")["run_id"] == run_id  # evaluate adds to the run that trained the model
+    # The report says where everything is.
+    assert f"MLflow (train, evaluate): run {run_id} in {store}" in out
+    assert re.search(r"^metrics/evaluate\.json +[0-9.]+ ", out, flags=re.MULTILINE), out
+    assert "best_val_accuracy" in out
+    assert f"Data and models: {project} " in out
+
+    run = MlflowClient(tracking_uri=store).get_run(run_id)
+    train_metrics = json.loads((project / "metrics/train.json").read_text())
+    test_metrics = json.loads((project / "metrics/evaluate.json").read_text())
+    head = git("rev-parse", "HEAD", cwd=project)
+    tags = run.data.tags
+    expected = {"git_commit": head, "git_dirty": "false", "stage": "train", "evaluate.stage": "evaluate"}
+    assert {k: tags.get(k) for k in expected} == expected
+    assert "run_tag" not in tags and "ci_run_url" not in tags
+    assert run.data.metrics["best_val_accuracy"] == train_metrics["best_val_accuracy"]
+    assert run.data.metrics["test_accuracy"] == test_metrics["accuracy"]
+    assert run.data.params["best_model"] == max(train_metrics["val_accuracy"], key=train_metrics["val_accuracy"].get)
+    artifacts = Path(urlparse(run.info.artifact_uri).path)
+    assert artifacts.is_relative_to(project / "mlartifacts")
+    assert (artifacts / "model" / "model.pkl").read_bytes() == (project / "models/model.pkl").read_bytes()
+    assert (artifacts / "plots" / "evaluation.png").is_file()
+
+    # Outputs, mlflow.db and mlartifacts are ignored: only dvc.lock is new, so `invoke tag-run` can go ahead.
+    assert git("status", "--porcelain", cwd=project) == "?? dvc.lock"
+
+    # Re-running every stage gives the same bytes; only the MLflow run record is new.
+    data = [p for p in outputs(project) if not p.startswith("runs/")]
+    before = md5s(project, data)
+    code, out = invoke_repro(project, "--force")
+    assert code == 0, out
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in out
+    assert md5s(project, data) == before
+    rerun_id = record(project, "train")["run_id"]
+    assert rerun_id != run_id
+    assert MlflowClient(tracking_uri=store).get_run(rerun_id).data.tags["git_commit"] == head
+
+
+@pytest.mark.slow
+def test_repro_restores_every_stage_from_the_s3_run_cache(project, s3, tmp_path, untouched_checkout):
+    env = {**s3.server.env(), "DVC_REMOTE_URL": s3.dvc_url}
+    code, out = invoke_repro(project, env=env)
+    assert code == 0, out
+    assert "$ dvc repro --pull" in out
+    pushed = subprocess.run(
+        [sys.executable, "-m", "dvc", "push", "--run-cache"],
+        cwd=project,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+    )
+    assert pushed.returncode == 0, pushed.stderr
+
+    keys = s3.server.keys(s3.dvc_bucket)
+    outs = lock_outs(project)
+    assert sorted(outs) == sorted(outputs(project))
+    assert [p for p, md5 in outs.items() if f"files/md5/{md5[:2]}/{md5[2:]}" not in keys] == []
+    model = outs["models/model.pkl"]
+    body = s3.server.client().get_object(Bucket=s3.dvc_bucket, Key=f"files/md5/{model[:2]}/{model[2:]}")["Body"]
+    assert body.read() == (project / "models/model.pkl").read_bytes()
+    run_cache = {k.rsplit("/", 1)[0] for k in keys if k.startswith("runs/")}
+    assert len(run_cache) == len(STAGES), keys
+
+    data = outputs(project)
+    # A second machine checks out the tagged commit, which has no dvc.lock: every stage comes from the run cache.
+    fresh = tmp_path / "fresh"
+    git("clone", "-q", str(project), str(fresh), cwd=tmp_path)
+    assert not (fresh / "dvc.lock").exists()
+    code, out = invoke_repro(fresh, env=env)
+
+    assert code == 0, out
+    assert "Running stage" not in out
+    for stage in STAGES:
+        assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in out
+    assert md5s(fresh, data) == md5s(project, data)
+    assert lock_outs(fresh) == outs
+    assert record(fresh, "train") == record(project, "train")  # names the MLflow run that made the model
+    assert not (fresh / "mlflow.db").exists()  # nothing ran, so nothing was logged
+
+    # With the results committed, a clone pulls exactly the outputs dvc.lock names.
+    git("add", "dvc.lock", cwd=project)
+    git("commit", "-q", "-m", "Results", cwd=project)
+    locked = tmp_path / "locked"
+    git("clone", "-q", str(project), str(locked), cwd=tmp_path)
+    code, out = invoke_repro(locked, env=env)
+
+    assert code == 0, out
+    assert "Running stage" not in out
+    for stage in STAGES:
+        assert f"Pulling data for stage: '{stage}'" in out
+    assert "Data and pipelines are up to date." in out
+    assert md5s(locked, data) == md5s(project, data)
+    assert git("status", "--porcelain", cwd=locked) == ""
+
+
+@pytest.mark.slow
+def test_repro_logs_to_the_mlflow_server_and_s3(project, s3, mlflow_server, monkeypatch, untouched_checkout):
+    monkeypatch.delenv("RUN_TAG", raising=False)  # isolated_env does not scrub it
+    git("tag", "run-example-test", cwd=project)  # repro finds the run tag on HEAD and passes it on
+    env = {
+        **s3.server.env(),
+        "DVC_REMOTE_URL": s3.dvc_url,
+        "MLFLOW_URL": mlflow_server.url,
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_REPOSITORY": "acme/example",
+        "GITHUB_RUN_ID": "4242",
+    }
+    code, out = invoke_repro(project, env=env)
+
+    assert code == 0, out
+    saved = record(project, "train")
+    assert saved["tracking_uri"] == mlflow_server.url
+    client = mlflow_server.client()
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    run = client.get_run(saved["run_id"])
+    assert run.info.experiment_id == experiment.experiment_id == saved["experiment_id"]
+    assert f"{mlflow_server.url}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}" in out
+    tags = run.data.tags
+    assert tags["git_commit"] == git("rev-parse", "HEAD", cwd=project)
+    assert (tags["run_tag"], tags["evaluate.run_tag"]) == ("run-example-test", "run-example-test")
+    assert tags["ci_run_url"] == "https://github.com/acme/example/actions/runs/4242"
+    train_metrics = json.loads((project / "metrics/train.json").read_text())
+    for name in ("best_val_accuracy", "test_accuracy"):
+        assert 0 <= run.data.metrics[name] <= 1
+    assert run.data.metrics["best_val_accuracy"] == train_metrics["best_val_accuracy"]
+    assert run.data.metrics["test_accuracy"] == json.loads((project / "metrics/evaluate.json").read_text())["accuracy"]
+    assert run.data.params["best_model"] == tags["best_model"]
+    assert train_metrics["val_accuracy"][tags["best_model"]] == train_metrics["best_val_accuracy"]
+
+    artifacts = urlparse(run.info.artifact_uri)
+    assert (artifacts.scheme, artifacts.netloc) == ("s3", s3.mlflow_bucket)
+    key = f"{artifacts.path.strip('/')}/model/model.pkl"
+    assert key in s3.server.keys(s3.mlflow_bucket, artifacts.path.strip("/"))
+    body = s3.server.client().get_object(Bucket=s3.mlflow_bucket, Key=key)["Body"].read()
+    assert body == (project / "models/model.pkl").read_bytes()
+    # The server took the runs and S3 the artifacts: no embedded store was created.
+    assert not (project / "mlflow.db").exists() and not (project / "mlartifacts").exists()
+
+
+def test_repro_on_actions_stops_at_once_without_mlflow_url(project, untouched_checkout):
+    env = {
+        "GITHUB_ACTIONS": "true",
+        "MLFLOW_S3_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "supersecret123",
+        "ACCESS_TOKEN": "ghp_tokenvalue456",
+    }
+    code, out = invoke_repro(project, env=env)
+
+    assert code != 0
+    assert "MLFLOW_URL (from repository variable MLFLOW_URL)" in out
+    assert "Settings → Secrets and variables → Actions" in out
+    assert "AWS_SECRET_ACCESS_KEY (from" not in out and "ACCESS_TOKEN (from" not in out
+    assert "supersecret123" not in out and "ghp_tokenvalue456" not in out
+    assert "$ dvc repro" not in out and "Traceback" not in out
+    assert not (project / "dvc.lock").exists() and not (project / "data").exists()
+
+
+@pytest.mark.slow
+def test_repro_with_bad_params_fails_with_the_stage_message(project, untouched_checkout):
+    params = project / "params.yaml"
+    params.write_text(params.read_text().replace("test_size: 0.2", "test_size: 1.5", 1))
+    code, out = invoke_repro(project)
+
+    assert code != 0
+    assert "prepare.test_size is 1.5: it must be a share between 0 and 1 — fix params.yaml" in out
+    assert "The pipeline failed (DVC's message is above) — fix the failing stage and run again." in out
+    assert "Running stage 'train'" not in out
+    assert not (project / "models/model.pkl").exists()

@@ -1,0 +1,187 @@
+"""Where MLflow runs go and how they are tagged: config.py's settings and tracking.py's helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from src.example import config, tracking
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, None),
+        ({"MLFLOW_TRACKING_URI": "http://tracking:5000"}, "http://tracking:5000"),
+        ({"MLFLOW_URL": "https://url.example", "MLFLOW_TRACKING_URI": "http://tracking:5000"}, "https://url.example"),
+        ({"MLFLOW_URL": "", "MLFLOW_TRACKING_URI": "http://tracking:5000"}, "http://tracking:5000"),
+        ({"MLFLOW_URL": "  ", "MLFLOW_TRACKING_URI": ""}, None),
+    ],
+)
+def test_tracking_uri_precedence(tmp_path, env, expected):
+    assert config.tracking_uri(env, root=tmp_path) == (expected or f"sqlite:///{tmp_path}/mlflow.db")
+
+
+def test_tracking_uri_defaults_to_the_project_root_and_reads_the_environment(monkeypatch):
+    assert config.ROOT == ROOT
+    assert config.tracking_uri() == f"sqlite:///{ROOT}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-env:5000")
+    assert config.tracking_uri() == "http://from-env:5000"
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("https://user:s3cret@mlflow.example.com:8443/p?x=1#f", "https://mlflow.example.com:8443/p?x=1#f"),
+        ("https://token@mlflow.example.com/", "https://mlflow.example.com/"),
+        ("http://user:@127.0.0.1:5000", "http://127.0.0.1:5000"),
+        ("https://mlflow.example.com", "https://mlflow.example.com"),
+        ("sqlite:////tmp/project/mlflow.db", "sqlite:////tmp/project/mlflow.db"),
+        ("http://user:pw@[::1]:5000/", "http://[::1]:5000/"),
+    ],
+)
+def test_redact_strips_credentials(uri, expected):
+    assert config.redact(uri) == expected
+
+
+@pytest.mark.parametrize(
+    ("uri", "local"),
+    [
+        ("sqlite:////tmp/mlflow.db", True),
+        ("file:///tmp/mlruns", True),
+        ("/tmp/mlruns", True),
+        ("http://127.0.0.1:5000", False),
+        ("https://mlflow.example.com", False),
+        ("databricks://profile", False),
+        ("databricks", False),
+    ],
+)
+def test_is_local_store(uri, local):
+    assert config.is_local_store(uri) is local
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"RUN_TAG": "run-example-a"}, "run-example-a"),
+        ({"RUN_TAG": "run-example-a", "GITHUB_REF": "refs/tags/b", "GITHUB_REF_NAME": "b"}, "run-example-a"),
+        ({"GITHUB_REF": "refs/tags/run-example-b", "GITHUB_REF_NAME": "run-example-b"}, "run-example-b"),
+        ({"RUN_TAG": "", "GITHUB_REF": "refs/tags/run-example-b", "GITHUB_REF_NAME": "run-example-b"}, "run-example-b"),
+        ({"GITHUB_REF": "refs/heads/main", "GITHUB_REF_NAME": "main"}, None),
+        ({"GITHUB_REF": "refs/pull/7/merge", "GITHUB_REF_NAME": "7/merge"}, None),
+        ({}, None),
+    ],
+)
+def test_run_tag(env, expected):
+    assert tracking.run_tag(env) == expected
+
+
+def test_ci_run_url():
+    env = {"GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "acme/example", "GITHUB_RUN_ID": "42"}
+    assert tracking.ci_run_url(env) == "https://github.com/acme/example/actions/runs/42"
+    assert tracking.ci_run_url({**env, "GITHUB_RUN_ID": ""}) is None
+    assert tracking.ci_run_url({k: v for k, v in env.items() if k != "GITHUB_REPOSITORY"}) is None
+
+
+def test_run_tags_name_the_commit_and_the_launch():
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, check=True, capture_output=True, text=True)
+    env = {
+        "RUN_TAG": "run-example-x",
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_REPOSITORY": "a/b",
+        "GITHUB_RUN_ID": "1",
+    }
+    tags = tracking.run_tags("train", env)
+    assert tags.pop("git_dirty") in ("true", "false")
+    commit = head.stdout.strip()
+    assert tags == {
+        "stage": "train",
+        "git_commit": commit,
+        "mlflow.source.git.commit": commit,
+        "run_tag": "run-example-x",
+        "ci_run_url": "https://github.com/a/b/actions/runs/1",
+    }
+
+
+def test_load_params(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("prepare:\n  seed: 3\nevaluate:\n")
+    assert config.load_params("prepare", params) == {"seed": 3}
+    assert config.load_params("evaluate", params) == {}
+    with pytest.raises(ValueError, match="params.yaml has no 'train:' section — add it"):
+        config.load_params("train", params)
+
+
+def test_read_record(tmp_path):
+    record = tmp_path / "train.json"
+    assert tracking.read_record(record) is None
+    record.write_text("{not json")
+    assert tracking.read_record(record) is None
+    record.write_text('{"run_id": "abc"}')
+    assert tracking.read_record(record) == {"run_id": "abc"}
+
+
+def test_stage_run_records_the_run_and_resumes_it(project, tmp_path, monkeypatch):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setattr(config, "ROOT", project)  # artifacts and git probes in the copy, not this checkout
+    uri = f"sqlite:///{tmp_path}/store.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("RUN_TAG", "run-example-unit")
+    record, later = tmp_path / "runs" / "train.json", tmp_path / "runs" / "evaluate.json"
+
+    with tracking.stage_run("train", "unit", record) as run:
+        mlflow.log_metric("best_val_accuracy", 0.9)
+    saved = json.loads(record.read_text())
+    assert saved == {
+        "stage": "train",
+        "run_id": run.info.run_id,
+        "experiment_id": run.info.experiment_id,
+        "tracking_uri": uri,
+    }
+    with tracking.stage_run("evaluate", "unit", later, resume=record) as resumed:
+        mlflow.log_metric("test_accuracy", 0.8)
+    assert json.loads(later.read_text())["run_id"] == run.info.run_id == resumed.info.run_id
+
+    fetched = MlflowClient(tracking_uri=uri).get_run(run.info.run_id)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, check=True, capture_output=True, text=True)
+    assert fetched.data.metrics == {"best_val_accuracy": 0.9, "test_accuracy": 0.8}
+    tags = fetched.data.tags
+    assert (tags["stage"], tags["git_commit"], tags["run_tag"]) == ("train", head.stdout.strip(), "run-example-unit")
+    assert (tags["evaluate.stage"], tags["evaluate.run_tag"]) == ("evaluate", "run-example-unit")
+    experiment = MlflowClient(tracking_uri=uri).get_experiment(run.info.experiment_id)
+    assert experiment.artifact_location == (tmp_path / "mlartifacts").as_uri()  # beside the store, not in ./mlruns
+
+    # A record from another store is not resumed: the stage logs to a run of its own.
+    record.write_text(json.dumps({**saved, "tracking_uri": "sqlite:////elsewhere/mlflow.db"}))
+    with tracking.stage_run("evaluate", "unit", later, resume=record) as fresh:
+        pass
+    assert fresh.info.run_id != run.info.run_id
+    assert MlflowClient(tracking_uri=uri).get_run(fresh.info.run_id).data.tags["stage"] == "evaluate"
+
+
+def _dotenv_uri(project: Path, **env: str) -> str:
+    code = "from src.example import config; config.load_dotenv(); print(config.tracking_uri())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=project, env={**os.environ, **env}, check=True, capture_output=True, text=True
+    )
+    return out.stdout.strip()
+
+
+def test_dotenv_is_read_and_real_variables_win(project):
+    assert _dotenv_uri(project) == f"sqlite:///{project}/mlflow.db"
+    (project / ".env").write_text("MLFLOW_URL=\nMLFLOW_TRACKING_URI=http://from-dotenv:5000\n")
+    assert _dotenv_uri(project) == "http://from-dotenv:5000"
+    assert _dotenv_uri(project, MLFLOW_TRACKING_URI="http://from-env:5000") == "http://from-env:5000"
+    assert _dotenv_uri(project, MLFLOW_URL="http://runner:5000") == "http://runner:5000"
+    # .env is gitignored: secrets written there never show up as a change to commit.
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=project, check=True, capture_output=True, text=True)
+    assert status.stdout == ""
