@@ -160,18 +160,18 @@ def _run_link(record: Mapping[str, str]) -> str:
 
 @task(
     help={
-        "pull": "Pull cached results from the DVC remote first (default: when a remote is configured).",
+        "pull": "Pull cached results from the DVC remote when one is configured (--no-pull: never).",
         "force": "Re-run every stage, even those DVC considers up to date.",
     }
 )
-def repro(c: Context, pull: bool | None = None, force: bool = False) -> None:
+def repro(c: Context, pull: bool = True, force: bool = False) -> None:
     """Run the DVC pipeline (stages log to MLflow) and say where the results are."""
     env = _environment()
     if _on_actions(env):
         _require_ci_settings(env)
     if tag := _head_run_tag(c, env):
         env["RUN_TAG"] = tag
-    remote = _has_remote(env) if pull is None else pull
+    remote = pull and _has_remote(env)
     if remote:
         _configure_remote(c, env)
     cmd = [*DVC, "repro", *(["--pull"] if remote else []), *(["--force"] if force else [])]
@@ -197,7 +197,7 @@ LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,49}")
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "branch"
+    return re.sub(r"[^a-z0-9]+", "-", text.lower())[:40].strip("-") or "branch"
 
 
 def _actions_url(remote_url: str | None) -> str | None:
@@ -424,6 +424,9 @@ def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", d
         )
     if not dry_run:
         _must(c, f"Fetching {remote}", "git", "fetch", "--quiet", "--no-tags", "--prune", remote)
+        # A checkout may have turned the annotated tag into a lightweight one (actions/checkout before v6.0.2
+        # re-fetched it as <sha>:refs/tags/<tag>); the annotation names the tag's branch, so fetch the tag itself.
+        _run(c, "git", "fetch", "--quiet", "--no-tags", remote, f"+refs/tags/{tag}:refs/tags/{tag}")
     existing = _existing_results(c, remote, tag, commit)
     target = None if existing else _pick_branch(c, remote, tag, commit, branch)
     subject = _git(c, "log", "-1", "--format=%s", commit) or tag
@@ -480,8 +483,18 @@ def _commit_and_push(
     tip = _git(c, "rev-parse", "--verify", "--quiet", f"refs/remotes/{remote}/{target}")
     if tip and _git(c, "rev-parse", f"{tip}^{{tree}}") == _git(c, "rev-parse", "HEAD^{tree}"):
         return f"{remote}/{target} already holds these exact results ({tip[:12]}): nothing to push."
-    if tip == commit and _run(c, "git", "push", "--quiet", remote, f"HEAD:refs/heads/{target}").ok:
-        return f"Results committed as {results[:12]} on {remote}/{target}."
+    if tip == commit:
+        pushed = _run(c, "git", "push", "--quiet", remote, f"HEAD:refs/heads/{target}")
+        if pushed.ok:
+            return f"Results committed as {results[:12]} on {remote}/{target}."
+        _run(c, "git", "fetch", "--quiet", "--no-tags", remote, f"+refs/heads/{target}:refs/remotes/{remote}/{target}")
+        if _git(c, "rev-parse", "--verify", "--quiet", f"refs/remotes/{remote}/{target}") == commit:
+            error = " / ".join(pushed.stderr.strip().splitlines()[-6:])
+            raise Exit(
+                f"Pushing the results to {remote}/{target} failed: {error} — the data is on the DVC remote; "
+                "check that the token may push to the branch, then re-run the job.",
+                code=1,
+            )
     # The branch moved on since the tag (or the push lost a race): these results belong to the tagged code,
     # so they are kept on a branch of their own rather than rebased onto code they were not produced from.
     side = f"{RESULTS_BRANCH_PREFIX}{tag}"

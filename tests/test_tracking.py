@@ -185,3 +185,31 @@ def test_dotenv_is_read_and_real_variables_win(project):
     # .env is gitignored: secrets written there never show up as a change to commit.
     status = subprocess.run(["git", "status", "--porcelain"], cwd=project, check=True, capture_output=True, text=True)
     assert status.stdout == ""
+
+
+def test_stage_run_nests_a_reevaluation_with_other_params(project, tmp_path, monkeypatch):
+    """Re-running evaluate with another threshold must not fail on MLflow's "changing param values" rule."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setattr(config, "ROOT", project)
+    uri = f"sqlite:///{tmp_path}/store.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    record, later = tmp_path / "train.json", tmp_path / "evaluate.json"
+    with tracking.stage_run("train", "unit", record) as trained:
+        pass
+    with tracking.stage_run("evaluate", "unit", later, resume=record, params={"threshold": 0.5}) as first:
+        mlflow.log_metric("test_accuracy", 0.9)
+    with tracking.stage_run("evaluate", "unit", later, resume=record, params={"threshold": 0.5}) as same:
+        pass
+    with tracking.stage_run("evaluate", "unit", later, resume=record, params={"threshold": 0.7}) as other:
+        mlflow.log_metric("test_accuracy", 0.8)
+
+    assert first.info.run_id == same.info.run_id == trained.info.run_id  # same params: the model's run
+    assert other.info.run_id != trained.info.run_id
+    assert json.loads(later.read_text())["run_id"] == other.info.run_id
+    client = MlflowClient(tracking_uri=uri)
+    nested = client.get_run(other.info.run_id).data
+    assert nested.tags["mlflow.parentRunId"] == trained.info.run_id
+    assert (nested.params, nested.metrics) == ({"threshold": "0.7"}, {"test_accuracy": 0.8})
+    assert client.get_run(trained.info.run_id).data.params == {"threshold": "0.5"}

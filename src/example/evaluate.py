@@ -84,7 +84,10 @@ def main() -> None:
         model = pickle.load(f)  # noqa: S301 - our own stage output, tracked by DVC
     test_data = pd.read_csv(root / config.TEST_DATA)
     log.info("Evaluation start: threshold=%s rows=%d", params["threshold"], len(test_data))
-    with tracking.stage_run("evaluate", experiment, root / config.EVALUATE_RUN, resume=root / config.TRAIN_RUN):
+    run = tracking.stage_run(
+        "evaluate", experiment, root / config.EVALUATE_RUN, resume=root / config.TRAIN_RUN, params=params
+    )
+    with run:
         result = evaluate(model, test_data, float(params["threshold"]))
         for path in (config.EVALUATE_METRICS, config.CONFUSION_PLOT, config.EVALUATION_PNG):
             (root / path).parent.mkdir(parents=True, exist_ok=True)
@@ -94,7 +97,6 @@ def main() -> None:
         # No "Software" entry: the PNG stays byte-identical across matplotlib patch releases.
         figure(result).savefig(root / config.EVALUATION_PNG, metadata={"Software": None})
 
-        mlflow.log_param("threshold", params["threshold"])
         mlflow.log_metrics({f"test_{k}": v for k, v in result.metrics.items()})
         mlflow.log_artifact(str(root / config.EVALUATION_PNG), artifact_path="plots")
     log.info(

@@ -80,22 +80,35 @@ def _experiment_id(mlflow: Any, name: str, uri: str) -> str:
     return mlflow.create_experiment(name, artifact_location=location)
 
 
-def _resumable(mlflow: Any, record: dict[str, Any] | None, uri: str) -> str | None:
-    """The run id in `record` if that run lives in the current tracking store."""
+def _resumable(
+    mlflow: Any, record: dict[str, Any] | None, uri: str, params: Mapping[str, Any]
+) -> tuple[str | None, str | None]:
+    """(run to log into, run to nest under) for a stage that follows the run named by `record`.
+
+    The recorded run is resumed when it lives in the current tracking store and its params agree with `params`
+    (MLflow refuses to change a logged param). With other params, the stage gets a run of its own, nested
+    under the recorded one; with no reachable record, a run of its own.
+    """
     if not record or record.get("tracking_uri") != config.redact(uri):
-        return None
+        return None, None
     try:
-        return mlflow.get_run(record["run_id"]).info.run_id
+        run = mlflow.get_run(record["run_id"])
     except Exception:  # noqa: BLE001 - deleted, or a store that never had it: log to a new run instead
-        return None
+        return None, None
+    logged = run.data.params
+    if any(name in logged and logged[name] != str(value) for name, value in params.items()):
+        return None, run.info.run_id
+    return run.info.run_id, None
 
 
 @contextmanager
-def stage_run(stage: str, experiment: str, record: Path, resume: Path | None = None) -> Iterator[Any]:
-    """An MLflow run for `stage`; on success its id is written to `record`.
+def stage_run(
+    stage: str, experiment: str, record: Path, resume: Path | None = None, params: Mapping[str, Any] | None = None
+) -> Iterator[Any]:
+    """An MLflow run for `stage`, with `params` logged; on success its id is written to `record`.
 
     With `resume`, the stage logs into the run named by that earlier stage's record (evaluate adds its test
-    metrics to the run that trained the model), falling back to a new run when that run is not reachable.
+    metrics to the run that trained the model); see `_resumable` for when it gets a run of its own instead.
     """
     import mlflow
 
@@ -103,12 +116,16 @@ def stage_run(stage: str, experiment: str, record: Path, resume: Path | None = N
     uri = config.tracking_uri()
     mlflow.set_tracking_uri(uri)
     experiment_id = _experiment_id(mlflow, experiment, uri)
-    run_id = _resumable(mlflow, read_record(resume), uri) if resume else None
+    params = dict(params or {})
+    run_id, parent = _resumable(mlflow, read_record(resume), uri, params) if resume else (None, None)
     tags = run_tags(stage)
     if run_id:
         tags = {f"{stage}.{k}": v for k, v in tags.items() if k != "mlflow.source.git.commit"}
+    if parent:
+        tags["mlflow.parentRunId"] = parent
     with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id) as run:
         mlflow.set_tags(tags)
+        mlflow.log_params(params)
         yield run
     info = run.info
     record.parent.mkdir(parents=True, exist_ok=True)

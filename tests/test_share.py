@@ -1,0 +1,368 @@
+"""`invoke share`: data to the DVC remote first, then dvc.lock as "<subject>-results" on the tag's branch.
+
+Each scenario is the real loop on loopback: a developer's clone tags a run with `invoke tag-run`, a runner's
+clone checks out the tag, runs `invoke repro` and `invoke share` against a bare origin and a moto S3 bucket.
+The runners start from the DVC cache of one pipeline run made for this module, so `invoke repro` restores
+every stage instead of recomputing it (the end-to-end test in test_workflow.py runs the pipeline for real).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, _isolated, _project_files
+from gitrepos import (
+    clone,
+    commit_file,
+    commit_of,
+    copy_cache,
+    dvc_key,
+    files_named,
+    git,
+    invoke,
+    lock_outs,
+    parents,
+    publish,
+    refs,
+    run_cache_entries,
+    show,
+    subject,
+    tag_run,
+    trailers,
+)
+
+
+@pytest.fixture(scope="module")
+def pipeline_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The DVC cache (outputs and run cache) of one pipeline run of this project, without any remote."""
+    base = tmp_path_factory.mktemp("pipeline")
+    env = _isolated(dict(os.environ), base)  # module scope: set up before the per-test isolation
+    repo = base / "project"
+    for name in _project_files(ROOT):
+        if (ROOT / name).exists():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    for args in (["init", "--quiet", "-b", "main"], ["add", "-A"], ["commit", "--quiet", "-m", "Seed"]):
+        git(*args, cwd=repo, env=env)
+    result = invoke(repo, "repro", env=env)
+    assert result.returncode == 0, result.stdout
+    return repo / ".dvc" / "cache"
+
+
+@pytest.fixture
+def dev(project: Path, origin: Path, tmp_path: Path) -> Path:
+    """A developer's clone of `origin`, which holds the project's main."""
+    publish(project, origin)
+    return clone(origin, tmp_path / "dev")
+
+
+def s3_env(s3, bucket: str | None = None, **extra: str) -> dict[str, str]:
+    """The runner's environment: S3 credentials and endpoint, and the DVC remote in `bucket`."""
+    return {**os.environ, **s3.server.env(), "DVC_REMOTE_URL": f"s3://{bucket or s3.dvc_bucket}", **extra}
+
+
+def new_bucket(s3) -> str:
+    name = f"dvc-{uuid.uuid4().hex[:12]}"
+    s3.server.client().create_bucket(Bucket=name)
+    return name
+
+
+def runner(origin: Path, path: Path, tag: str, cache: Path, env: dict[str, str]) -> Path:
+    """A runner's clone checked out at `tag`, after `invoke repro` (which restores from `cache`)."""
+    clone(origin, path, f"refs/tags/{tag}")
+    copy_cache(cache, path)
+    result = invoke(path, "repro", env=env)
+    assert result.returncode == 0, result.stdout
+    assert "Running stage" not in result.stdout  # restored, not recomputed
+    return path
+
+
+def share(repo: Path, *args: str, env: dict[str, str], code: int = 0) -> str:
+    result = invoke(repo, "share", *args, env=env)
+    assert result.returncode == code, result.stdout
+    assert "Traceback" not in result.stdout
+    return result.stdout
+
+
+def assert_data_pushed(s3, bucket: str, repo: Path) -> None:
+    """Every output named in the runner's dvc.lock, and its run cache, are in `bucket`."""
+    keys = set(s3.server.keys(bucket))
+    outs = lock_outs((repo / "dvc.lock").read_text())
+    assert len(outs) >= 10
+    assert {path: dvc_key(md5) for path, md5 in outs.items() if dvc_key(md5) not in keys} == {}
+    entries = run_cache_entries(repo / ".dvc" / "cache")
+    assert len(entries) == 4  # one per stage
+    assert entries <= keys
+
+
+@pytest.mark.slow
+def test_share_pushes_data_then_commits_results(dev, origin, s3, pipeline_cache, tmp_path):
+    tag = tag_run(dev, "--message", "Baseline")
+    tagged = commit_of(origin, tag)
+    summary = tmp_path / "summary.md"
+    env = s3_env(s3, GITHUB_STEP_SUMMARY=str(summary))
+    repo = runner(origin, tmp_path / "runner", tag, pipeline_cache, env)
+    before = refs(origin)
+
+    plan = share(repo, "--tag", tag, "--dry-run", env=env)
+
+    assert "1. dvc push --run-cache" in plan
+    assert "Initial commit-results" in plan
+    assert "git push origin HEAD:refs/heads/main" in plan
+    assert refs(origin) == before
+    assert s3.server.keys(s3.dvc_bucket) == []
+    assert git("status", "--porcelain", cwd=repo) == "?? dvc.lock"
+    assert git("rev-parse", "HEAD", cwd=repo) == tagged
+    assert not summary.exists()
+
+    out = share(repo, "--tag", tag, env=env)
+
+    assert out.index("$ dvc push --run-cache") < out.index("Results committed as")
+    results = refs(origin)["refs/heads/main"]
+    assert refs(origin) == {**before, "refs/heads/main": results}  # main moved, nothing else
+    assert f"Results committed as {results[:12]} on origin/main" in out
+    assert subject(origin, results) == "Initial commit-results"
+    assert parents(origin, results) == [tagged]
+    run_id = json.loads((repo / "runs" / "train.json").read_text())["run_id"]
+    assert trailers(origin, results) == {
+        "Run-Tag": [tag],
+        "Run-Commit": [tagged],
+        "MLflow-Run": [run_id],
+    }
+    assert show(origin, results, "dvc.lock") == (repo / "dvc.lock").read_text().rstrip("\n")
+    assert git("diff", "--name-only", tagged, results, cwd=origin) == "dvc.lock"
+    assert_data_pushed(s3, s3.dvc_bucket, repo)
+
+    text = summary.read_text()
+    assert f"## Run `{tag}`" in text and tagged in text
+    assert f"Results committed as {results[:12]} on origin/main" in text
+    assert re.search(r"^\| Path +\| accuracy +\|", text, re.MULTILINE)
+    assert re.search(r"^\| metrics/evaluate\.json +\| 0\.9\d+ ", text, re.MULTILINE)  # the metrics table
+    assert "threshold: 0.5" in text  # params
+    assert re.search(rf"^- MLflow \(train\b.*\): run {run_id} ", text, re.MULTILINE)
+
+
+@pytest.mark.slow
+def test_share_again_pushes_data_but_makes_no_new_commit(dev, origin, s3, pipeline_cache, tmp_path):
+    tag = tag_run(dev)
+    first = runner(origin, tmp_path / "first", tag, pipeline_cache, s3_env(s3))
+    share(first, "--tag", tag, env=s3_env(s3))
+    results = refs(origin)["refs/heads/main"]
+
+    # The same tag again (a re-run of the job), on a fresh runner and a remote that lacks the data.
+    bucket = new_bucket(s3)
+    env = s3_env(s3, bucket, GITHUB_REF=f"refs/tags/{tag}", GITHUB_REF_NAME=tag)
+    again = runner(origin, tmp_path / "again", tag, pipeline_cache, env)
+    before = refs(origin)
+
+    out = share(again, env=env)
+
+    assert f"Results of {tag} are already on origin as {results[:12]}: nothing to commit" in out
+    assert refs(origin) == before
+    assert git("rev-parse", "HEAD", cwd=again) == commit_of(origin, tag)
+    assert_data_pushed(s3, bucket, again)
+
+    # A new run of the results commit itself: dvc.lock comes out the same, so there is nothing to commit.
+    git("pull", "--quiet", "--ff-only", cwd=dev)
+    retag = tag_run(dev, "--name", "again")
+    assert commit_of(origin, retag) == results
+    bucket = new_bucket(s3)
+    env = s3_env(s3, bucket)
+    same = runner(origin, tmp_path / "same", retag, pipeline_cache, env)
+    assert git("status", "--porcelain", cwd=same) == ""
+    before = refs(origin)
+
+    out = share(same, "--tag", retag, env=env)
+
+    assert f"dvc.lock did not change: {results[:12]} already records these results, so no commit was made" in out
+    assert refs(origin) == before
+    assert git("rev-parse", "HEAD", cwd=same) == results
+    assert_data_pushed(s3, bucket, same)
+
+
+@pytest.mark.slow
+def test_share_pushes_nothing_to_git_when_the_data_push_fails(dev, origin, s3, pipeline_cache, tmp_path):
+    tag = tag_run(dev)
+    repo = runner(origin, tmp_path / "runner", tag, pipeline_cache, s3_env(s3))
+    before = refs(origin)
+
+    out = share(repo, "--tag", tag, env=s3_env(s3, "no-such-bucket"), code=1)
+
+    assert "NoSuchBucket" in out
+    assert "Pushing the data failed" in out
+    assert "nothing was committed or pushed to git" in out
+    assert refs(origin) == before
+    assert git("rev-parse", "HEAD", cwd=repo) == commit_of(origin, tag)
+    assert s3.server.keys(s3.dvc_bucket) == []
+
+
+@pytest.mark.slow
+def test_share_puts_results_aside_when_the_branch_moved_on(dev, origin, s3, pipeline_cache, tmp_path):
+    tag = tag_run(dev)
+    tagged = commit_of(origin, tag)
+    repo = runner(origin, tmp_path / "runner", tag, pipeline_cache, s3_env(s3))
+    # Someone pushes to main while the run is going.
+    moved = commit_file(dev, "NOTES.md", "Next idea\n", "Add notes")
+    git("push", "--quiet", "origin", "main", cwd=dev)
+    before = refs(origin)
+
+    out = share(repo, "--tag", tag, env=s3_env(s3))
+
+    side = f"refs/heads/results/{tag}"
+    after = refs(origin)
+    assert after.pop(side)
+    assert after == before  # main not touched: no force push, no rebase
+    assert before["refs/heads/main"] == moved
+    assert parents(origin, side) == [tagged]
+    assert subject(origin, side) == "Initial commit-results"
+    assert trailers(origin, side)["Run-Tag"] == [tag]
+    assert f"origin/main moved on since {tag}" in out
+    assert f"on branch results/{tag} instead — merge it into main" in out
+
+    # The same tag again finds those results and leaves everything as it is.
+    again = runner(origin, tmp_path / "again", tag, pipeline_cache, s3_env(s3))
+    out = share(again, "--tag", tag, env=s3_env(s3))
+    assert "nothing to commit" in out
+    assert refs(origin) == {**before, side: refs(origin)[side]}
+
+
+@pytest.mark.slow
+def test_share_reports_a_refused_push_as_such(dev, origin, s3, pipeline_cache, tmp_path):
+    """A push refused for another reason than a moved branch (protection, token) is an error, not a side branch."""
+    tag = tag_run(dev)
+    repo = runner(origin, tmp_path / "runner", tag, pipeline_cache, s3_env(s3))
+    hook = origin / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'main is protected' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    before = refs(origin)
+
+    out = share(repo, "--tag", tag, env=s3_env(s3), code=1)
+
+    assert "Pushing the results to origin/main failed" in out and "main is protected" in out
+    assert "check that the token may push to the branch" in out
+    assert refs(origin) == before  # no results/ branch: the branch did not move, so that would be wrong
+
+
+@pytest.mark.slow
+def test_share_without_git_identity_commits_as_github_actor(dev, origin, s3, pipeline_cache, tmp_path):
+    tag = tag_run(dev)
+    home = tmp_path / "runner-home"
+    home.mkdir()
+    env = {k: v for k, v in s3_env(s3).items() if not k.startswith(("GIT_AUTHOR_", "GIT_COMMITTER_"))}
+    env.update(HOME=str(home), GITHUB_ACTOR="ci-bot")
+    repo = runner(origin, tmp_path / "runner", tag, pipeline_cache, env)
+    config = (repo / ".git" / "config").read_text()
+
+    share(repo, "--tag", tag, env=env)
+
+    results = refs(origin)["refs/heads/main"]
+    bot = "ci-bot <ci-bot@users.noreply.github.com>"
+    assert git("log", "-1", "--format=%an <%ae>|%cn <%ce>", results, cwd=origin) == f"{bot}|{bot}"
+    assert parents(origin, results) == [commit_of(origin, tag)]
+    # Named on the command line only: no global config written, the clone's config as it was.
+    assert sorted(p.relative_to(home).as_posix() for p in home.rglob("*")) == []
+    assert (repo / ".git" / "config").read_text() == config
+
+
+@pytest.mark.slow
+def test_share_follows_the_branch_named_in_the_tag(dev, origin, s3, pipeline_cache, tmp_path):
+    # feature and main point at the same commit: only the tag's annotation tells them apart.
+    git("switch", "--quiet", "-c", "feature", cwd=dev)
+    git("push", "--quiet", "origin", "feature", cwd=dev)
+    tag = tag_run(dev)
+    tagged = commit_of(origin, tag)
+    repo = runner(origin, tmp_path / "runner", tag, pipeline_cache, s3_env(s3))
+
+    out = share(repo, "--tag", tag, env=s3_env(s3))
+
+    results = refs(origin)["refs/heads/feature"]
+    assert f"Results committed as {results[:12]} on origin/feature" in out
+    assert parents(origin, results) == [tagged]
+    assert refs(origin)["refs/heads/main"] == tagged
+
+
+@pytest.mark.slow
+def test_share_follows_the_tag_branch_after_checkout_rewrote_the_tag(dev, origin, s3, pipeline_cache, tmp_path):
+    git("switch", "--quiet", "-c", "feature", cwd=dev)
+    git("push", "--quiet", "origin", "feature", cwd=dev)
+    tag = tag_run(dev)
+    tagged = commit_of(origin, tag)
+    repo = clone(origin, tmp_path / "runner")
+    # What actions/checkout before v6.0.2 did for a tag push (actions/checkout#290): the tag ends up lightweight,
+    # without the annotation that names the branch. share must fetch the tag object itself.
+    git("fetch", "--quiet", "--no-tags", "origin", f"+{tagged}:refs/tags/{tag}", cwd=repo)
+    git("checkout", "--quiet", "--detach", f"refs/tags/{tag}", cwd=repo)
+    assert git("cat-file", "-t", f"refs/tags/{tag}", cwd=repo) == "commit"
+    copy_cache(pipeline_cache, repo)
+    assert invoke(repo, "repro", env=s3_env(s3)).returncode == 0
+
+    out = share(repo, "--tag", tag, env=s3_env(s3))
+
+    assert "on origin/feature" in out
+    assert parents(origin, "refs/heads/feature") == [tagged]
+
+
+@pytest.mark.slow
+def test_share_asks_which_branch_when_several_fit(dev, origin, s3, pipeline_cache, tmp_path):
+    git("push", "--quiet", "origin", "main:feature", cwd=dev)
+    tagged = git("rev-parse", "HEAD", cwd=dev)
+    git("tag", "run-example-x", cwd=dev)  # lightweight, made by hand: no branch recorded
+    git("push", "--quiet", "origin", "refs/tags/run-example-x", cwd=dev)
+    repo = runner(origin, tmp_path / "runner", "run-example-x", pipeline_cache, s3_env(s3))
+    before = refs(origin)
+
+    out = share(repo, "--tag", "run-example-x", env=s3_env(s3), code=1)
+
+    assert f"Several branches on origin contain {tagged[:12]}: feature, main — pass --branch NAME" in out
+    assert refs(origin) == before
+
+    out = share(repo, "--tag", "run-example-x", "--branch", "main", env=s3_env(s3))
+
+    results = refs(origin)["refs/heads/main"]
+    assert f"Results committed as {results[:12]} on origin/main" in out
+    assert parents(origin, results) == [tagged]
+    assert refs(origin)["refs/heads/feature"] == tagged
+
+
+ODD_TAGS = ["run-example-x$(touch${IFS}pwned)", "run-example-y;`touch${IFS}pwned`;z"]
+
+
+@pytest.mark.slow
+def test_share_takes_odd_tag_names_literally(dev, origin, s3, pipeline_cache, tmp_path, isolated_env):
+    tagged = git("rev-parse", "HEAD", cwd=dev)
+    for name in ODD_TAGS:
+        git("check-ref-format", f"refs/tags/{name}", cwd=dev)  # git accepts them, so a runner can meet them
+        git("tag", "-m", "odd", name, cwd=dev)
+        git("push", "--quiet", "origin", f"refs/tags/{name}", cwd=dev)
+
+    first = runner(origin, tmp_path / "first", ODD_TAGS[0], pipeline_cache, s3_env(s3))
+    share(first, "--tag", ODD_TAGS[0], env=s3_env(s3))
+    results = refs(origin)["refs/heads/main"]
+    assert parents(origin, results) == [tagged]
+    assert trailers(origin, results)["Run-Tag"] == [ODD_TAGS[0]]
+
+    # The second one as on GitHub Actions, from GITHUB_REF; main now holds the same results.
+    env = s3_env(s3, GITHUB_REF=f"refs/tags/{ODD_TAGS[1]}", GITHUB_REF_NAME=ODD_TAGS[1])
+    second = runner(origin, tmp_path / "second", ODD_TAGS[1], pipeline_cache, env)
+    out = share(second, env=env)
+    assert f"origin/main already holds these exact results ({results[:12]})" in out
+    assert refs(origin)["refs/heads/main"] == results
+
+    assert files_named("pwned*", tmp_path, isolated_env) + list(Path.cwd().glob("pwned*")) == []
+
+
+def test_share_refuses_without_a_tag(dev, origin, tmp_path):
+    repo = clone(origin, tmp_path / "runner")
+
+    out = share(repo, env=dict(os.environ), code=1)
+    assert "No run tag — pass --tag NAME (on GitHub Actions it comes from GITHUB_REF)" in out
+
+    out = share(repo, "--tag", "run-example-nope", env=dict(os.environ), code=1)
+    assert "Tag 'run-example-nope' is not in this clone" in out
+    assert "git fetch origin --tags" in out

@@ -1,0 +1,349 @@
+"""The tag-triggered workflow: static checks of the file, and the whole loop run by `act` on this machine.
+
+act runs the workflow in host mode: it skips actions/checkout and copies the runner's clone (with its origin
+remote, tags and detached HEAD) into a temp dir under its HOME, then runs each `run:` step there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from fnmatch import fnmatch
+from pathlib import Path
+
+import pytest
+import yaml
+from gitrepos import (
+    BIN,
+    clone,
+    commit_file,
+    commit_of,
+    dvc_key,
+    files_named,
+    git,
+    lock_outs,
+    parents,
+    publish,
+    refs,
+    show,
+    subject,
+    tag_run,
+    trailers,
+)
+
+import tasks
+
+WORKFLOW = Path(__file__).resolve().parents[1] / tasks.WORKFLOW
+SECRETS = {
+    "ACCESS_TOKEN": "tok-very-secret-123",
+    "MINIO_ACCESS_KEY_ID": "minio-id-very-secret-456",  # moto takes any credentials
+    "MINIO_SECRET_ACCESS_KEY": "minio-key-very-secret-789",
+}
+RUN_ID = "4242"
+CI_RUN = f"https://github.example/example-org/mlproj/actions/runs/{RUN_ID}"
+ACTOR = "ci-bot"
+
+
+@pytest.fixture(scope="module")
+def workflow() -> dict:
+    return yaml.safe_load(WORKFLOW.read_text())
+
+
+@pytest.fixture(scope="module")
+def job(workflow: dict) -> dict:
+    (only,) = workflow["jobs"].values()
+    return only
+
+
+# -- the file ---------------------------------------------------------------------------------------------------
+
+
+def test_workflow_runs_for_the_tags_tag_run_makes(workflow):
+    # YAML 1.1 reads the key `on` as True.
+    assert workflow[True] == {"push": {"tags": [f"{tasks.TAG_PREFIX}*"]}}
+    (pattern,) = workflow[True]["push"]["tags"]
+    # GitHub's `*` matches anything but "/"; tag-run's names never hold one (the branch is slugged).
+    made = "-".join([tasks.TAG_PREFIX, tasks._slug("feature/New_Idea"), "20260102-030405", "nightly"])
+    assert "/" not in made and fnmatch(made, pattern)
+    assert not fnmatch("example-run-main-20260102-030405", pattern)
+
+
+def test_workflow_grants_least_privilege(workflow, job):
+    assert workflow["permissions"] == {}
+    assert job["permissions"] == {"contents": "write"}  # share pushes the results commit
+    assert 0 < job["timeout-minutes"] <= 120
+    assert workflow["concurrency"]["cancel-in-progress"] is False  # never kill a run halfway through a push
+
+
+def test_workflow_pins_actions_by_sha():
+    uses = [line.strip() for line in WORKFLOW.read_text().splitlines() if line.strip().startswith(("uses:", "- uses:"))]
+    assert uses
+    for line in uses:
+        assert re.fullmatch(r"(- )?uses: [\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+", line), line
+
+
+def test_workflow_steps_are_single_task_calls(job):
+    runs = [step["run"] for step in job["steps"] if "run" in step]
+    assert runs == ["pipenv sync --system", "invoke repro", "invoke share"]
+    for script in runs:
+        assert "${{" not in script
+        if script.startswith("invoke "):
+            assert callable(getattr(tasks, script.split()[1].replace("-", "_")))
+    (checkout,) = [step for step in job["steps"] if "uses" in step]
+    assert checkout["uses"].startswith("actions/checkout@")
+    assert checkout["with"]["fetch-depth"] == 0  # share needs the tags and the remote branches
+
+
+def test_workflow_env_gives_the_tasks_their_settings(job):
+    env = job["env"]
+    sources = {"secret": "secrets", "repository variable": "vars"}
+    for name, where in tasks.CI_SETTINGS.items():
+        kind, _, setting = where.rpartition(" ")
+        assert env[name] == f"${{{{ {sources[kind]}.{setting} }}}}", name
+    # And the names the runner's settings have, spelled out.
+    expected = {
+        "ACCESS_TOKEN": "secrets.ACCESS_TOKEN",
+        "AWS_ACCESS_KEY_ID": "secrets.MINIO_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY": "secrets.MINIO_SECRET_ACCESS_KEY",
+        "MLFLOW_URL": "vars.MLFLOW_URL",
+        "MLFLOW_S3_ENDPOINT_URL": "vars.MLFLOW_S3_ENDPOINT_URL",
+    }
+    assert {name: env[name] for name in expected} == {k: f"${{{{ {v} }}}}" for k, v in expected.items()}
+
+
+# -- the loop, run by act ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class ActRun:
+    returncode: int
+    entries: list[dict]
+
+    @property
+    def log(self) -> str:
+        return "\n".join(str(e.get("msg", e.get("raw", ""))) for e in self.entries)
+
+    @property
+    def job_result(self) -> str | None:
+        return next((e["jobResult"] for e in reversed(self.entries) if "jobResult" in e), None)
+
+    @property
+    def steps(self) -> dict[str, str]:
+        return {e["step"]: e["stepResult"] for e in self.entries if "stepResult" in e}
+
+    @property
+    def summary(self) -> str:
+        return "".join(e["content"] for e in self.entries if e.get("command") == "summary")
+
+
+class Act:
+    """Runs the workflow for a pushed tag, as the runner would, with act in host mode."""
+
+    def __init__(self, base: Path, variables: dict[str, str], env_file: dict[str, str]) -> None:
+        self.base = base
+        self.home = base / "act-home"  # act keeps its copies of the clone under $HOME/.cache/act
+        self.cwd = base / "act-cwd"  # act reads ./.actrc: run it where there is none
+        for path in (self.home, self.cwd):
+            path.mkdir()
+        self.variables = variables
+        self.env_file = env_file
+        self.count = 0
+
+    def _dotenv(self, name: str, values: dict[str, str]) -> Path:
+        path = self.base / f"{name}-{self.count}.env"
+        path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+        return path
+
+    def run(self, repo: Path, tag: str, variables: dict[str, str] | None = None) -> ActRun:
+        self.count += 1
+        event = self.base / f"event-{self.count}.json"
+        with open(event, "w") as f:
+            json.dump(
+                {
+                    "ref": f"refs/tags/{tag}",
+                    "before": "0" * 40,
+                    "after": git("rev-parse", "HEAD", cwd=repo),
+                    "created": True,
+                    "deleted": False,
+                    "forced": False,
+                    "base_ref": None,
+                    "repository": {
+                        "name": "mlproj",
+                        "full_name": "example-org/mlproj",
+                        "owner": {"login": "example-org", "name": "example-org"},
+                        "default_branch": "main",
+                    },
+                    "pusher": {"name": "tester"},
+                    "sender": {"login": "tester"},
+                },
+                f,
+            )
+        # A runner has no git identity: share names the committer from GITHUB_ACTOR (act's -a).
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_AUTHOR_", "GIT_COMMITTER_"))}
+        env.update(
+            HOME=str(self.home),
+            ACT_DISABLE_VERSION_CHECK="1",
+            GIT_PAGER="cat",
+            PATH=os.pathsep.join([str(BIN), env["PATH"]]),  # pipenv --system installs into this venv
+        )
+        cmd = [
+            str(BIN / "act"), "push", "-C", str(repo), "-W", str(repo / tasks.WORKFLOW), "-e", str(event),
+            "-P", "self-hosted=-self-hosted", "-P", "igz=-self-hosted", "-P", "cpu=-self-hosted",
+            "--no-cache-server", "-a", ACTOR, "--json",
+            "--secret-file", str(self._dotenv("secrets", SECRETS)),
+            "--var-file", str(self._dotenv("vars", self.variables if variables is None else variables)),
+            "--env-file", str(self._dotenv("env", self.env_file)),
+        ]  # fmt: skip
+        proc = subprocess.run(
+            cmd, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600
+        )
+        entries = []
+        for line in (proc.stdout + proc.stderr).splitlines():
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                entries.append({"raw": line})
+        return ActRun(proc.returncode, entries)
+
+
+@pytest.fixture
+def act(tmp_path: Path, s3, mlflow_server) -> Act:
+    return Act(
+        tmp_path,
+        {"MLFLOW_URL": mlflow_server.url, "MLFLOW_S3_ENDPOINT_URL": s3.server.endpoint_url},
+        {
+            "GITHUB_REPOSITORY": "example-org/mlproj",
+            "GITHUB_RUN_ID": RUN_ID,
+            "GITHUB_SERVER_URL": "https://github.example",
+            "DVC_REMOTE_URL": s3.dvc_url,
+            "AWS_DEFAULT_REGION": s3.server.region,
+        },
+    )
+
+
+@pytest.fixture
+def dev(project: Path, origin: Path, tmp_path: Path) -> Path:
+    """A developer's clone of `origin`, which holds the project's main."""
+    publish(project, origin)
+    return clone(origin, tmp_path / "dev")
+
+
+def ran(result: ActRun) -> str:
+    assert (result.returncode, result.job_result) == (0, "success"), result.log
+    assert not any(secret in result.log for secret in SECRETS.values())
+    return result.log
+
+
+@pytest.mark.slow
+def test_workflow_runs_the_loop_end_to_end(dev, origin, act, s3, mlflow_server, tmp_path, isolated_env):
+    before = refs(origin)
+    tag = tag_run(dev, "--message", "Baseline on the runner")
+    tagged = commit_of(origin, tag)
+    assert set(refs(origin)) - set(before) == {f"refs/tags/{tag}"}
+    assert {k: refs(origin)[k] for k in before} == before
+
+    # 1. The tag's first run: the pipeline executes, logs to MLflow, and the results land on main.
+    first = act.run(clone(origin, tmp_path / "runner-1", f"refs/tags/{tag}"), tag)
+
+    log = ran(first)
+    assert "$ dvc repro --pull" in log and "Running stage 'train'" in log
+    results = refs(origin)["refs/heads/main"]
+    assert subject(origin, results) == "Initial commit-results"
+    assert parents(origin, results) == [tagged]
+    found = trailers(origin, results)
+    (run_id,) = found.pop("MLflow-Run")
+    assert found == {"Run-Tag": [tag], "Run-Commit": [tagged], "CI-Run": [CI_RUN]}
+    bot = f"{ACTOR} <{ACTOR}@users.noreply.github.com>"
+    assert git("log", "-1", "--format=%an <%ae>|%cn <%ce>", results, cwd=origin) == f"{bot}|{bot}"
+    # The data is in the DVC remote: every output dvc.lock names, and a run-cache entry per stage.
+    keys = set(s3.server.keys(s3.dvc_bucket))
+    assert {dvc_key(md5) for md5 in lock_outs(show(origin, results, "dvc.lock")).values()} <= keys
+    assert len({key.rsplit("/", 1)[0] for key in keys if key.startswith("runs/")}) == 4
+    # MLflow has the run, tied to the tag, the commit and the CI run, with its model in S3.
+    client = mlflow_server.client()
+    experiment = client.get_experiment_by_name("breast-cancer-example")
+    (run,) = client.search_runs([experiment.experiment_id], f"tags.run_tag = '{tag}'")
+    assert run.info.run_id == run_id
+    assert (run.data.tags["git_commit"], run.data.tags["ci_run_url"]) == (tagged, CI_RUN)
+    assert {"best_val_accuracy", "test_accuracy"} <= set(run.data.metrics)
+    prefix = run.info.artifact_uri.removeprefix(f"s3://{s3.mlflow_bucket}/")
+    assert f"{prefix}/model/model.pkl" in s3.server.keys(s3.mlflow_bucket, prefix)
+    recorded = json.dumps([run.data.tags, run.data.params]) + git("log", "-1", "--format=%B", results, cwd=origin)
+    assert not any(secret in recorded for secret in SECRETS.values())
+    # The job summary tells the tag, the metrics and where the results went.
+    assert f"## Run `{tag}`" in first.summary
+    assert re.search(r"^\| metrics/evaluate\.json +\| 0\.9\d+ ", first.summary, re.MULTILINE)
+    assert f"Results committed as {results[:12]} on origin/main" in first.summary
+    assert f"/#/experiments/{experiment.experiment_id}/runs/{run_id}" in first.summary
+
+    # 2. The same tag again (a re-run of the job): nothing to recompute, nothing new to commit.
+    state = refs(origin)
+    log = ran(act.run(clone(origin, tmp_path / "runner-2", f"refs/tags/{tag}"), tag))
+
+    assert "Running stage" not in log
+    assert f"Results of {tag} are already on origin as {results[:12]}" in log
+    assert refs(origin) == state
+
+    # 3. A second tag of the same commit: restored from the run cache, and the same dvc.lock as on main.
+    second = tag_run(dev, "--name", "second")
+    state = refs(origin)
+    log = ran(act.run(clone(origin, tmp_path / "runner-3", f"refs/tags/{second}"), second))
+
+    assert "Running stage" not in log
+    assert f"origin/main already holds these exact results ({results[:12]})" in log
+    assert refs(origin) == state
+
+    # 4. main moves on while a run is going: its results go to a branch of their own, main is left alone.
+    git("pull", "--quiet", "--ff-only", cwd=dev)
+    evaluate = dev / "src" / "example" / "evaluate.py"
+    tuned = commit_file(dev, "src/example/evaluate.py", evaluate.read_text() + "# tuned\n", "Tune the evaluation")
+    git("push", "--quiet", "origin", "main", cwd=dev)
+    third = tag_run(dev)
+    runner = clone(origin, tmp_path / "runner-4", f"refs/tags/{third}")
+    moved = commit_file(dev, "NOTES.md", "Next idea\n", "Add notes")
+    git("push", "--quiet", "origin", "main", cwd=dev)
+    state = refs(origin)
+
+    log = ran(act.run(runner, third))
+
+    assert re.findall(r"Running stage '(\w+)'", log) == ["evaluate"]
+    side = f"refs/heads/results/{third}"
+    after = refs(origin)
+    assert after.pop(side) and after == state
+    assert state["refs/heads/main"] == moved
+    assert parents(origin, side) == [tuned]
+    assert subject(origin, side) == "Tune the evaluation-results"
+    assert f"origin/main moved on since {third}" in log
+
+    # 5. A tag whose name is shell syntax flows through as a plain name.
+    odd = "run-example-x$(touch${IFS}pwned);`touch${IFS}pwned`"
+    git("check-ref-format", f"refs/tags/{odd}", cwd=dev)
+    git("tag", "-m", "odd", odd, cwd=dev)
+    git("push", "--quiet", "origin", f"refs/tags/{odd}", cwd=dev)
+
+    log = ran(act.run(clone(origin, tmp_path / "runner-5", f"refs/tags/{odd}"), odd))
+
+    main = refs(origin)["refs/heads/main"]
+    assert parents(origin, main) == [moved]
+    assert trailers(origin, main)["Run-Tag"] == [odd]
+    assert files_named("pwned*", tmp_path, isolated_env) + list(Path.cwd().glob("pwned*")) == []
+
+
+@pytest.mark.slow
+def test_workflow_names_a_missing_variable_before_running(dev, origin, act, s3):
+    tag = tag_run(dev)
+    state = refs(origin)
+
+    result = act.run(clone(origin, act.base / "runner", f"refs/tags/{tag}"), tag, {"MLFLOW_S3_ENDPOINT_URL": "x"})
+
+    assert (result.returncode, result.job_result) == (1, "failure")
+    assert result.steps["Reproduce the pipeline"] == "failure", result.steps
+    assert "Share the results" not in result.steps
+    assert "MLFLOW_URL (from repository variable MLFLOW_URL)" in result.log
+    assert "Settings → Secrets and variables → Actions" in result.log
+    assert "dvc repro" not in result.log
+    assert refs(origin) == state
+    assert s3.server.keys(s3.dvc_bucket) == []
