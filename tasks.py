@@ -20,10 +20,11 @@ import tempfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from invoke import Context, Exit, task
 
-from src.example import config
+from src import tracking
 
 # The workflow runs for tags that start with this (its `on.push.tags` filter is TAG_PREFIX + "*").
 TAG_PREFIX = "run-example"
@@ -69,13 +70,16 @@ def _must(c: Context, what: str, *args: str, **kwargs) -> str:
     return result.stdout.strip() if result.stdout else ""
 
 
+def _at_root() -> None:
+    """Work from the project's root, wherever invoke was started (it finds tasks.py from subfolders too)."""
+    os.chdir(tracking.ROOT)
+
+
 def _environment() -> dict[str, str]:
     """The environment the pipeline runs in: `.env` read in (real variables win) and the tracking URI fixed."""
-    config.load_dotenv()
-    env = dict(os.environ)
-    env["MLFLOW_TRACKING_URI"] = config.tracking_uri(env)
-    env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    env.setdefault("DVC_NO_ANALYTICS", "1")
+    tracking.load_dotenv()
+    env = {**tracking.QUIET, **os.environ}
+    env["MLFLOW_TRACKING_URI"] = tracking.tracking_uri(env)
     # Stages run `python`: make it this interpreter even when the venv is not activated.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
@@ -87,7 +91,7 @@ def _on_actions(env: Mapping[str, str]) -> bool:
 
 def _require_ci_settings(env: Mapping[str, str]) -> None:
     """On GitHub Actions, stop at once if a variable or secret the run needs is missing."""
-    missing = [name for name in CI_SETTINGS if not config.env_value(name, env)]
+    missing = [name for name in CI_SETTINGS if not tracking.env_value(name, env)]
     if missing:
         where = ", ".join(f"{n} (from {CI_SETTINGS[n]})" for n in missing)
         raise Exit(
@@ -100,47 +104,40 @@ def _require_ci_settings(env: Mapping[str, str]) -> None:
 def _remote_settings(env: Mapping[str, str]) -> dict[str, str | None]:
     """The DVC remote's machine-specific settings, from the environment only."""
     return {
-        "endpointurl": config.env_value("DVC_REMOTE_ENDPOINT_URL", env)
-        or config.env_value("MLFLOW_S3_ENDPOINT_URL", env),
-        "url": config.env_value("DVC_REMOTE_URL", env),
+        "endpointurl": tracking.env_value("DVC_REMOTE_ENDPOINT_URL", env)
+        or tracking.env_value("MLFLOW_S3_ENDPOINT_URL", env),
+        "url": tracking.env_value("DVC_REMOTE_URL", env),
     }
 
 
 def _has_remote(env: Mapping[str, str]) -> bool:
-    """A DVC remote counts as configured when an S3 endpoint or S3 credentials are in the environment."""
-    return bool(_remote_settings(env)["endpointurl"] or config.env_value("AWS_ACCESS_KEY_ID", env))
+    """Whether a DVC remote is set up: an endpoint or remote URL in the environment, or .dvc/config.local."""
+    local = tracking.ROOT / ".dvc" / "config.local"
+    return any(_remote_settings(env).values()) or (local.exists() and bool(local.read_text().strip()))
 
 
 def _configure_remote(c: Context, env: Mapping[str, str]) -> None:
-    """Write the endpoint (and any bucket override) to .dvc/config.local: untracked, and never a secret."""
+    """Write the endpoint (and any URL override) to .dvc/config.local: untracked, and never a secret.
+
+    Only what the environment sets is written; what a user put in config.local by hand stays.
+    """
     for key, value in _remote_settings(env).items():
         if value:
-            _must(c, f"Setting the DVC remote's {key}", *DVC, "remote", "modify", "--local", DVC_REMOTE, key, value)
-        else:
-            _run(c, *DVC, "remote", "modify", "--local", "--unset", DVC_REMOTE, key)
+            cmd = [*DVC, "remote", "modify", "--local", DVC_REMOTE, key, value]
+            _must(c, f"Setting the DVC remote's {key}", *cmd, env=env)
 
 
 def _head_run_tag(c: Context, env: Mapping[str, str]) -> str | None:
     """The run tag of this checkout: the pushed tag on CI, else the newest run tag pointing at HEAD."""
-    from src.example.tracking import run_tag
-
-    if tag := run_tag(env):
+    if tag := tracking.run_tag(env):
         return tag
     tags = _git(c, "tag", "--points-at", "HEAD", "--list", f"{TAG_PREFIX}*", "--sort=-creatordate")
     return tags.splitlines()[0] if tags else None
 
 
-def _run_records() -> list[dict]:
-    """The MLflow runs recorded by the pipeline's outputs (present also when DVC restored the stages)."""
-    from src.example.tracking import read_record
-
-    records = [read_record(config.ROOT / p) for p in (config.TRAIN_RUN, config.EVALUATE_RUN)]
-    return [r for r in records if r]
-
-
 def _mlflow_lines() -> list[str]:
     """One line per MLflow run the outputs record: the stages it covers and where to see it."""
-    records = _run_records()
+    records = tracking.run_records()
     by_run = {r["run_id"]: r for r in records}
     return [
         f"MLflow ({', '.join(r['stage'] for r in records if r['run_id'] == run_id)}): {_run_link(record)}"
@@ -150,7 +147,7 @@ def _mlflow_lines() -> list[str]:
 
 def _run_link(record: Mapping[str, str]) -> str:
     uri = record["tracking_uri"]
-    if config.is_local_store(uri):
+    if tracking.is_local_store(uri):
         return f"run {record['run_id']} in {uri} (browse: mlflow ui --backend-store-uri {uri})"
     return f"{uri.rstrip('/')}/#/experiments/{record['experiment_id']}/runs/{record['run_id']}"
 
@@ -162,20 +159,26 @@ def _run_link(record: Mapping[str, str]) -> str:
     help={
         "pull": "Pull cached results from the DVC remote when one is configured (--no-pull: never).",
         "force": "Re-run every stage, even those DVC considers up to date.",
+        "dry_run": "Print what would run and where results would go, and change nothing.",
     }
 )
-def repro(c: Context, pull: bool = True, force: bool = False) -> None:
+def repro(c: Context, pull: bool = True, force: bool = False, dry_run: bool = False) -> None:
     """Run the DVC pipeline (stages log to MLflow) and say where the results are."""
+    _at_root()
     env = _environment()
     if _on_actions(env):
         _require_ci_settings(env)
     if tag := _head_run_tag(c, env):
         env["RUN_TAG"] = tag
     remote = pull and _has_remote(env)
-    if remote:
-        _configure_remote(c, env)
     cmd = [*DVC, "repro", *(["--pull"] if remote else []), *(["--force"] if force else [])]
     print(f"$ {shlex.join(['dvc', *cmd[3:]])}", flush=True)
+    if dry_run:
+        where = "pulls from and" if remote else "uses no"
+        print(f"Would log to MLflow at {tracking.redact(env['MLFLOW_TRACKING_URI'])}; {where} DVC remote.")
+        return
+    if remote:
+        _configure_remote(c, env)
     if not c.run(shlex.join(cmd), env=env, warn=True, pty=False).ok:
         raise Exit("The pipeline failed (DVC's message is above) — fix the failing stage and run again.", code=1)
     _report(c, env, remote)
@@ -185,10 +188,10 @@ def _report(c: Context, env: Mapping[str, str], remote: bool) -> None:
     print("\nResults")
     metrics = _run(c, *DVC, "metrics", "show", env=env)
     print(metrics.stdout.rstrip() if metrics.ok else "  (no metrics)")
-    for line in _mlflow_lines() or [f"MLflow: {config.redact(env['MLFLOW_TRACKING_URI'])}"]:
+    for line in _mlflow_lines() or [f"MLflow: {tracking.redact(env['MLFLOW_TRACKING_URI'])}"]:
         print(line)
     where = "the DVC remote, after `invoke share`" if remote else "the local DVC cache (.dvc/cache), no remote"
-    print(f"Data and models: {config.ROOT} (outputs listed in dvc.yaml); shared through {where}.")
+    print(f"Data and models: {tracking.ROOT} (outputs listed in dvc.yaml); shared through {where}.")
 
 
 # -- tag-run ----------------------------------------------------------------------------------------------------
@@ -220,6 +223,7 @@ def _actions_url(remote_url: str | None) -> str | None:
 )
 def tag_run(c: Context, name: str = "", message: str = "", remote: str = "origin", dry_run: bool = False) -> None:
     """Tag HEAD as a run and push only that tag, which starts the pipeline on the runner."""
+    _at_root()
     if _git(c, "rev-parse", "--is-inside-work-tree") != "true":
         raise Exit("Not inside a git repository — run this from the project's clone.", code=1)
     if name and not LABEL.fullmatch(name):
@@ -228,7 +232,15 @@ def tag_run(c: Context, name: str = "", message: str = "", remote: str = "origin
             "starting with a letter or digit.",
             code=1,
         )
-    if _git(c, "status", "--porcelain"):
+    changes = (_git(c, "status", "--porcelain") or "").splitlines()
+    if [line[3:] for line in changes] == ["dvc.lock"]:
+        raise Exit(
+            "dvc.lock was changed by a local `invoke repro` — the runner makes its own from the tagged commit: "
+            "discard it (git checkout -- dvc.lock, or delete it if it is untracked) or commit and push it, "
+            "then tag again.",
+            code=1,
+        )
+    if changes:
         raise Exit(
             "The working tree has uncommitted or untracked changes — commit (and push) or stash them: "
             "the runner only sees pushed commits.",
@@ -314,6 +326,7 @@ def _pick_branch(c: Context, remote: str, tag: str, commit: str, requested: str)
         if name != "HEAD" and not name.startswith(RESULTS_BRANCH_PREFIX)
     ]
     listed = ", ".join(candidates) or "none"
+    choose = f"run `invoke share --tag {shlex.quote(tag)} --branch NAME` in a checkout of the tag to choose"
     if requested:
         if requested not in candidates:
             raise Exit(f"--branch {requested!r} on {remote} does not contain {commit[:12]} — use one of: {listed}.")
@@ -321,45 +334,55 @@ def _pick_branch(c: Context, remote: str, tag: str, commit: str, requested: str)
     hint = _tag_branch(c, tag)
     if hint in candidates:
         return hint
+    if hint:
+        raise Exit(
+            f"{tag} was made on branch {hint!r}, which no longer contains {commit[:12]} on {remote} (rewritten or "
+            f"deleted?); branches that do: {listed} — {choose}.",
+            code=1,
+        )
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
         raise Exit(
-            f"No branch on {remote} contains {tag}'s commit {commit[:12]} — push its branch, or pass --branch.",
+            f"No branch on {remote} contains {tag}'s commit {commit[:12]} — push its branch, then re-run.",
             code=1,
         )
     at_tip = [b for b in candidates if _git(c, "rev-parse", f"refs/remotes/{remote}/{b}") == commit]
     if len(at_tip) == 1:
         return at_tip[0]
-    raise Exit(f"Several branches on {remote} contain {commit[:12]}: {listed} — pass --branch NAME to choose.")
+    raise Exit(f"Several branches on {remote} contain {commit[:12]}: {listed} — {choose}.", code=1)
 
 
-def _metrics() -> dict[str, float]:
-    """The pipeline's metrics, flattened (`val_accuracy.random_forest`), from the files dvc.yaml names."""
-    flat: dict[str, float] = {}
+def _metrics(c: Context, env: Mapping[str, str]) -> list[str]:
+    """The pipeline's metrics as `file key: value` lines, flattened, as `dvc metrics show` finds them."""
+    shown = _run(c, *DVC, "metrics", "show", "--json", env=env)
+    try:
+        files = json.loads(shown.stdout)[""]["data"] if shown.ok else {}
+    except (ValueError, KeyError):
+        return []
+    lines: list[str] = []
 
-    def walk(prefix: str, value: object) -> None:
+    def walk(path: str, prefix: str, value: Any) -> None:
         if isinstance(value, dict):
             for k, v in value.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), v)
+                walk(path, f"{prefix}.{k}" if prefix else str(k), v)
         else:
-            flat[prefix] = value
+            lines.append(f"{path} {prefix}: {value}")
 
-    for path in (config.EVALUATE_METRICS, config.TRAIN_METRICS):
-        try:
-            walk("", json.loads((config.ROOT / path).read_text()))
-        except (OSError, ValueError):
-            continue
-    return flat
+    for path, content in files.items():
+        walk(path, "", content.get("data", {}))
+    return lines
 
 
-def _results_message(subject: str, tag: str, commit: str, runs: list[dict], ci_url: str | None) -> str:
-    metrics = "\n".join(f"    {k}: {v}" for k, v in _metrics().items())
+def _results_message(
+    subject: str, tag: str, commit: str, metrics: list[str], runs: list[dict], ci_url: str | None
+) -> str:
     trailers = [f"Run-Tag: {tag}", f"Run-Commit: {commit}"]
     trailers += [f"MLflow-Run: {r}" for r in dict.fromkeys(r["run_id"] for r in runs)]
     trailers += [f"CI-Run: {ci_url}"] if ci_url else []
+    body = "".join(f"    {line}\n" for line in metrics) or "    (none)\n"
     return (
-        f"{subject}{RESULTS_SUFFIX}\n\nResults of run {tag} for {commit}.\n\nMetrics:\n{metrics}\n\n"
+        f"{subject}{RESULTS_SUFFIX}\n\nResults of run {tag} for {commit}.\n\nMetrics:\n{body}\n"
         + "\n".join(trailers)
         + "\n"
     )
@@ -369,29 +392,30 @@ def _identity(c: Context, env: Mapping[str, str]) -> list[str]:
     """`-c` options naming the committer when git has no identity (a fresh runner); global config is untouched."""
     if _git(c, "config", "user.email") and _git(c, "config", "user.name"):
         return []
-    actor = config.env_value("GITHUB_ACTOR", env) or "invoke-share"
+    actor = tracking.env_value("GITHUB_ACTOR", env) or "invoke-share"
     return ["-c", f"user.name={actor}", "-c", f"user.email={actor}@users.noreply.github.com"]
 
 
 def _summary(c: Context, env: Mapping[str, str], tag: str, commit: str, outcome: str) -> None:
     """Tell the run's outcome on stdout and, on GitHub Actions, in the job summary."""
     print(outcome)
-    path = config.env_value("GITHUB_STEP_SUMMARY", env)
+    path = tracking.env_value("GITHUB_STEP_SUMMARY", env)
     if not path:
         return
     metrics = _run(c, *DVC, "metrics", "show", "--md", env=env)
+    params = _run(c, *DVC, "params", "diff", "--all", "--md", env=env)
     links = "\n".join(f"- {line}" for line in _mlflow_lines()) or "- MLflow: no run"
-    params = (config.PARAMS_FILE).read_text()
     with open(path, "a", encoding="utf-8") as f:
         f.write(
-            f"## Run `{tag}`\n\n- Commit: `{commit}`\n- {outcome}\n{links}\n\n### Metrics\n\n"
-            f"{metrics.stdout.strip() if metrics.ok else 'none'}\n\n### Params\n\n```yaml\n{params}```\n"
+            f"## Run `{tag}`\n\n- Commit: `{commit}`\n- {outcome}\n{links}\n\n"
+            f"### Metrics\n\n{metrics.stdout.strip() if metrics.ok else 'none'}\n\n"
+            f"### Params\n\n{params.stdout.strip() if params.ok else 'none'}\n"
         )
 
 
 @task(
     help={
-        "tag": "The run's tag (default: the pushed tag, from GITHUB_REF on GitHub Actions).",
+        "tag": "The run's tag (default: on GitHub Actions the pushed tag; locally the newest run tag at HEAD).",
         "branch": "The branch the results go to (default: the one the tag names, or the only one that fits).",
         "remote": "The git remote to push to.",
         "dry_run": "Print the plan and change nothing.",
@@ -399,38 +423,36 @@ def _summary(c: Context, env: Mapping[str, str], tag: str, commit: str, outcome:
 )
 def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", dry_run: bool = False) -> None:
     """Push the run's data, then commit dvc.lock as '<subject>-results' and push it to the tag's branch."""
-    from src.example.tracking import ci_run_url
-
+    _at_root()
     env = _environment()
     if _on_actions(env):
         _require_ci_settings(env)
     tag = tag or _head_run_tag(c, env) or ""
     if not tag:
         raise Exit("No run tag — pass --tag NAME (on GitHub Actions it comes from GITHUB_REF).", code=1)
-    commit = _git(c, "rev-parse", "--verify", "--quiet", f"refs/tags/{tag}^{{commit}}")
-    if not commit:
-        raise Exit(f"Tag {tag!r} is not in this clone — check the name, or fetch it: git fetch {remote} --tags")
-    head = _git(c, "rev-parse", "HEAD")
-    resumed = head != commit and _is_results_of(c, "HEAD", tag, commit)
-    if head != commit and not resumed:
-        raise Exit(f"HEAD is not {tag} ({commit[:12]}) — check out the tag and run `invoke repro` there first.", code=1)
-    if not (config.ROOT / "dvc.lock").exists():
-        raise Exit("There is no dvc.lock — run `invoke repro` first.", code=1)
-    if not _has_remote(env):
-        raise Exit(
-            "No DVC remote is configured — set MLFLOW_S3_ENDPOINT_URL (or DVC_REMOTE_ENDPOINT_URL) and "
-            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (see .env.example): results are shared through it.",
-            code=1,
-        )
     if not dry_run:
         _must(c, f"Fetching {remote}", "git", "fetch", "--quiet", "--no-tags", "--prune", remote)
         # A checkout may have turned the annotated tag into a lightweight one (actions/checkout before v6.0.2
         # re-fetched it as <sha>:refs/tags/<tag>); the annotation names the tag's branch, so fetch the tag itself.
         _run(c, "git", "fetch", "--quiet", "--no-tags", remote, f"+refs/tags/{tag}:refs/tags/{tag}")
+    commit = _git(c, "rev-parse", "--verify", "--quiet", f"refs/tags/{tag}^{{commit}}")
+    if not commit:
+        raise Exit(f"Tag {tag!r} is not in this clone — check the name, or fetch it: git fetch {remote} --tags", code=1)
+    if _git(c, "rev-parse", "HEAD") != commit:
+        raise Exit(f"HEAD is not {tag} ({commit[:12]}) — check out the tag and run `invoke repro` there first.", code=1)
+    if not (tracking.ROOT / "dvc.lock").exists():
+        raise Exit("There is no dvc.lock — run `invoke repro` first.", code=1)
+    if not _has_remote(env):
+        raise Exit(
+            "No DVC remote is configured — set MLFLOW_S3_ENDPOINT_URL (or DVC_REMOTE_ENDPOINT_URL / DVC_REMOTE_URL) "
+            "and AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (see .env.example): results are shared through it.",
+            code=1,
+        )
     existing = _existing_results(c, remote, tag, commit)
     target = None if existing else _pick_branch(c, remote, tag, commit, branch)
     subject = _git(c, "log", "-1", "--format=%s", commit) or tag
-    message = _results_message(subject, tag, commit, _run_records(), ci_run_url(env))
+    runs = tracking.run_records()
+    message = _results_message(subject, tag, commit, _metrics(c, env), runs, tracking.ci_run_url(env))
     if dry_run:
         print(f"Tag {tag} → commit {commit}")
         print("1. dvc push --run-cache")
@@ -439,10 +461,7 @@ def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", d
             return
         print(f"2. git add dvc.lock (and tracked result files); commit on {commit[:12]}:\n")
         print("   " + message.replace("\n", "\n   "))
-        print(
-            f"3. git push {remote} HEAD:refs/heads/{target}  (or, if {target} moved on, to "
-            f"{RESULTS_BRANCH_PREFIX}{tag})"
-        )
+        print(f"3. git push {remote} HEAD:refs/heads/{target}  (if {target} moved on: {RESULTS_BRANCH_PREFIX}{tag})")
         return
 
     _configure_remote(c, env)
@@ -456,29 +475,28 @@ def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", d
     if existing:
         outcome = f"Results of {tag} are already on {remote} as {existing[:12]}: nothing to commit (a re-run)."
     else:
-        outcome = _commit_and_push(c, env, remote, target or "", tag, commit, message, resumed)
+        outcome = _commit_and_push(c, env, remote, target or "", tag, commit, message)
     _summary(c, env, tag, commit, outcome)
 
 
 def _commit_and_push(
-    c: Context, env: Mapping[str, str], remote: str, target: str, tag: str, commit: str, message: str, resumed: bool
+    c: Context, env: Mapping[str, str], remote: str, target: str, tag: str, commit: str, message: str
 ) -> str:
     """Commit the results on the tagged commit and push them; say where they went."""
-    if not resumed:
-        _must(c, "Staging dvc.lock", "git", "add", "--", "dvc.lock")
-        _must(c, "Staging result files", "git", "add", "--update")
-        if _run(c, "git", "diff", "--cached", "--quiet").ok:
-            return (
-                f"dvc.lock did not change: {commit[:12]} already records these results, so no commit was made. "
-                "The data is on the DVC remote."
-            )
-        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
-            f.write(message)
-        try:
-            commit_cmd = ["git", *_identity(c, env), "commit", "--quiet", "--cleanup=verbatim", "--file", f.name]
-            _must(c, "Committing the results", *commit_cmd)
-        finally:
-            os.unlink(f.name)
+    _must(c, "Staging dvc.lock", "git", "add", "--", "dvc.lock")
+    _must(c, "Staging result files", "git", "add", "--update")
+    if _run(c, "git", "diff", "--cached", "--quiet").ok:
+        return (
+            f"dvc.lock did not change: {commit[:12]} already records these results, so no commit was made. "
+            "The data is on the DVC remote."
+        )
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write(message)
+    try:
+        commit_cmd = ["git", *_identity(c, env), "commit", "--quiet", "--cleanup=verbatim", "--file", f.name]
+        _must(c, "Committing the results", *commit_cmd)
+    finally:
+        os.unlink(f.name)
     results = _git(c, "rev-parse", "HEAD") or ""
     tip = _git(c, "rev-parse", "--verify", "--quiet", f"refs/remotes/{remote}/{target}")
     if tip and _git(c, "rev-parse", f"{tip}^{{tree}}") == _git(c, "rev-parse", "HEAD^{tree}"):

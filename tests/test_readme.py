@@ -35,10 +35,11 @@ def test_quickstart_has_two_commands_and_ci_runs_the_second() -> None:
     assert test_command in ci_lines, ".ci/run must run the README's test command verbatim"
 
 
-def test_quickstart_installs_the_locked_pipenv() -> None:
+def test_quickstart_and_nox_install_the_locked_pipenv() -> None:
     locked = json.loads((ROOT / "Pipfile.lock").read_text())["default"]["pipenv"]["version"]
     for command in _quickstart():
         assert f"pipenv{locked}" in command, f"Quickstart must install pipenv{locked}, as Pipfile.lock pins it"
+    assert f'"pipenv{locked}"' in (ROOT / "noxfile.py").read_text(), "noxfile.py must install the locked pipenv"
 
 
 def test_task_table_matches_invoke_list() -> None:

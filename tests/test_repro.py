@@ -100,9 +100,11 @@ def test_repro_on_embedded_defaults_then_force(project, monkeypatch, untouched_c
     saved = record(project, "train")
     run_id = saved["run_id"]
     assert (saved["stage"], saved["tracking_uri"]) == ("train", store)
-    assert record(project, "evaluate")["run_id"] == run_id  # evaluate adds to the run that trained the model
+    evaluation_id = record(project, "evaluate")["run_id"]
+    assert evaluation_id != run_id  # each execution of a stage is a run of its own
     # The report says where everything is.
-    assert f"MLflow (train, evaluate): run {run_id} in {store}" in out
+    assert f"MLflow (train): run {run_id} in {store}" in out
+    assert f"MLflow (evaluate): run {evaluation_id} in {store}" in out
     assert re.search(r"^metrics/evaluate\.json +[0-9.]+ ", out, flags=re.MULTILINE), out
     assert "best_val_accuracy" in out
     assert f"Data and models: {project} " in out
@@ -112,18 +114,21 @@ def test_repro_on_embedded_defaults_then_force(project, monkeypatch, untouched_c
     test_metrics = json.loads((project / "metrics/evaluate.json").read_text())
     head = git("rev-parse", "HEAD", cwd=project)
     tags = run.data.tags
-    expected = {"git_commit": head, "git_dirty": "false", "stage": "train", "evaluate.stage": "evaluate"}
+    expected = {"git_commit": head, "git_dirty": "false", "stage": "train"}
     assert {k: tags.get(k) for k in expected} == expected
     assert "run_tag" not in tags and "ci_run_url" not in tags
     assert run.data.metrics["best_val_accuracy"] == train_metrics["best_val_accuracy"]
-    assert run.data.metrics["test_accuracy"] == test_metrics["accuracy"]
+    evaluation = MlflowClient(tracking_uri=store).get_run(evaluation_id)
+    expected = {"git_commit": head, "git_dirty": "false", "stage": "evaluate", "mlflow.parentRunId": run_id}
+    assert {k: evaluation.data.tags.get(k) for k in expected} == expected  # nested under the model's run
+    assert evaluation.data.metrics["test_accuracy"] == test_metrics["accuracy"]
     assert run.data.params["best_model"] == max(train_metrics["val_accuracy"], key=train_metrics["val_accuracy"].get)
     artifacts = Path(urlparse(run.info.artifact_uri).path)
     assert artifacts.is_relative_to(project / "mlartifacts")
     assert (artifacts / "model" / "model.pkl").read_bytes() == (project / "models/model.pkl").read_bytes()
-    assert (artifacts / "plots" / "evaluation.png").is_file()
+    assert (Path(urlparse(evaluation.info.artifact_uri).path) / "plots" / "evaluation.png").is_file()
 
-    # Outputs, mlflow.db and mlartifacts are ignored: only dvc.lock is new, so `invoke tag-run` can go ahead.
+    # Outputs, mlflow.db and mlartifacts are ignored: only dvc.lock is new (tag-run names it when it refuses).
     assert git("status", "--porcelain", cwd=project) == "?? dvc.lock"
 
     # Re-running every stage gives the same bytes; only the MLflow run record is new.
@@ -220,13 +225,19 @@ def test_repro_logs_to_the_mlflow_server_and_s3(project, s3, mlflow_server, monk
     assert f"{mlflow_server.url}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}" in out
     tags = run.data.tags
     assert tags["git_commit"] == git("rev-parse", "HEAD", cwd=project)
-    assert (tags["run_tag"], tags["evaluate.run_tag"]) == ("run-example-test", "run-example-test")
+    assert tags["run_tag"] == "run-example-test"
     assert tags["ci_run_url"] == "https://github.com/acme/example/actions/runs/4242"
+    evaluation = client.get_run(record(project, "evaluate")["run_id"])
+    assert evaluation.data.tags["mlflow.parentRunId"] == run.info.run_id
+    assert {k: evaluation.data.tags[k] for k in ("run_tag", "git_commit")} == {
+        "run_tag": "run-example-test",
+        "git_commit": tags["git_commit"],
+    }
     train_metrics = json.loads((project / "metrics/train.json").read_text())
-    for name in ("best_val_accuracy", "test_accuracy"):
-        assert 0 <= run.data.metrics[name] <= 1
+    assert 0 <= run.data.metrics["best_val_accuracy"] <= 1 and 0 <= evaluation.data.metrics["test_accuracy"] <= 1
     assert run.data.metrics["best_val_accuracy"] == train_metrics["best_val_accuracy"]
-    assert run.data.metrics["test_accuracy"] == json.loads((project / "metrics/evaluate.json").read_text())["accuracy"]
+    test_metrics = json.loads((project / "metrics/evaluate.json").read_text())
+    assert evaluation.data.metrics["test_accuracy"] == test_metrics["accuracy"]
     assert run.data.params["best_model"] == tags["best_model"]
     assert train_metrics["val_accuracy"][tags["best_model"]] == train_metrics["best_val_accuracy"]
 

@@ -129,12 +129,14 @@ def test_share_pushes_data_then_commits_results(dev, origin, s3, pipeline_cache,
     assert f"Results committed as {results[:12]} on origin/main" in out
     assert subject(origin, results) == "Initial commit-results"
     assert parents(origin, results) == [tagged]
-    run_id = json.loads((repo / "runs" / "train.json").read_text())["run_id"]
+    run_ids = [json.loads((repo / "runs" / f"{stage}.json").read_text())["run_id"] for stage in ("evaluate", "train")]
     assert trailers(origin, results) == {
         "Run-Tag": [tag],
         "Run-Commit": [tagged],
-        "MLflow-Run": [run_id],
+        "MLflow-Run": run_ids,
     }
+    accuracy = json.loads((repo / "metrics" / "evaluate.json").read_text())["accuracy"]
+    assert f"    metrics/evaluate.json accuracy: {accuracy}\n" in git("log", "-1", "--format=%B", results, cwd=origin)
     assert show(origin, results, "dvc.lock") == (repo / "dvc.lock").read_text().rstrip("\n")
     assert git("diff", "--name-only", tagged, results, cwd=origin) == "dvc.lock"
     assert_data_pushed(s3, s3.dvc_bucket, repo)
@@ -144,8 +146,9 @@ def test_share_pushes_data_then_commits_results(dev, origin, s3, pipeline_cache,
     assert f"Results committed as {results[:12]} on origin/main" in text
     assert re.search(r"^\| Path +\| accuracy +\|", text, re.MULTILINE)
     assert re.search(r"^\| metrics/evaluate\.json +\| 0\.9\d+ ", text, re.MULTILINE)  # the metrics table
-    assert "threshold: 0.5" in text  # params
-    assert re.search(rf"^- MLflow \(train\b.*\): run {run_id} ", text, re.MULTILINE)
+    assert re.search(r"^\| params\.yaml +\| evaluate\.threshold +\| 0\.5 ", text, re.MULTILINE)  # params
+    for stage, run_id in zip(("evaluate", "train"), run_ids, strict=True):
+        assert re.search(rf"^- MLflow \({stage}\): run {run_id} ", text, re.MULTILINE)
 
 
 @pytest.mark.slow
@@ -319,7 +322,8 @@ def test_share_asks_which_branch_when_several_fit(dev, origin, s3, pipeline_cach
 
     out = share(repo, "--tag", "run-example-x", env=s3_env(s3), code=1)
 
-    assert f"Several branches on origin contain {tagged[:12]}: feature, main — pass --branch NAME" in out
+    assert f"Several branches on origin contain {tagged[:12]}: feature, main — run `invoke share --tag" in out
+    assert "--branch NAME` in a checkout of the tag to choose" in out
     assert refs(origin) == before
 
     out = share(repo, "--tag", "run-example-x", "--branch", "main", env=s3_env(s3))

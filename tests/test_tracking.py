@@ -1,4 +1,4 @@
-"""Where MLflow runs go and how they are tagged: config.py's settings and tracking.py's helpers."""
+"""src/tracking.py: the environment, where MLflow runs go, how they are tagged and recorded."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from src.example import config, tracking
+from src import tracking
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,14 +26,14 @@ ROOT = Path(__file__).resolve().parents[1]
     ],
 )
 def test_tracking_uri_precedence(tmp_path, env, expected):
-    assert config.tracking_uri(env, root=tmp_path) == (expected or f"sqlite:///{tmp_path}/mlflow.db")
+    assert tracking.tracking_uri(env, root=tmp_path) == (expected or f"sqlite:///{tmp_path}/mlflow.db")
 
 
 def test_tracking_uri_defaults_to_the_project_root_and_reads_the_environment(monkeypatch):
-    assert config.ROOT == ROOT
-    assert config.tracking_uri() == f"sqlite:///{ROOT}/mlflow.db"
+    assert tracking.ROOT == ROOT
+    assert tracking.tracking_uri() == f"sqlite:///{ROOT}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-env:5000")
-    assert config.tracking_uri() == "http://from-env:5000"
+    assert tracking.tracking_uri() == "http://from-env:5000"
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ def test_tracking_uri_defaults_to_the_project_root_and_reads_the_environment(mon
     ],
 )
 def test_redact_strips_credentials(uri, expected):
-    assert config.redact(uri) == expected
+    assert tracking.redact(uri) == expected
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ def test_redact_strips_credentials(uri, expected):
     ],
 )
 def test_is_local_store(uri, local):
-    assert config.is_local_store(uri) is local
+    assert tracking.is_local_store(uri) is local
 
 
 @pytest.mark.parametrize(
@@ -110,15 +110,6 @@ def test_run_tags_name_the_commit_and_the_launch():
     }
 
 
-def test_load_params(tmp_path):
-    params = tmp_path / "params.yaml"
-    params.write_text("prepare:\n  seed: 3\nevaluate:\n")
-    assert config.load_params("prepare", params) == {"seed": 3}
-    assert config.load_params("evaluate", params) == {}
-    with pytest.raises(ValueError, match="params.yaml has no 'train:' section — add it"):
-        config.load_params("train", params)
-
-
 def test_read_record(tmp_path):
     record = tmp_path / "train.json"
     assert tracking.read_record(record) is None
@@ -128,48 +119,58 @@ def test_read_record(tmp_path):
     assert tracking.read_record(record) == {"run_id": "abc"}
 
 
-def test_stage_run_records_the_run_and_resumes_it(project, tmp_path, monkeypatch):
+def test_stage_run_records_each_run_and_nests_evaluate_under_train(project, tmp_path, monkeypatch):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    monkeypatch.setattr(config, "ROOT", project)  # artifacts and git probes in the copy, not this checkout
+    monkeypatch.setattr(tracking, "ROOT", project)  # git probes in the copy, not this checkout
     uri = f"sqlite:///{tmp_path}/store.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("RUN_TAG", "run-example-unit")
-    record, later = tmp_path / "runs" / "train.json", tmp_path / "runs" / "evaluate.json"
 
-    with tracking.stage_run("train", "unit", record) as run:
+    with tracking.stage_run("train", "unit", root=tmp_path) as trained:
         mlflow.log_metric("best_val_accuracy", 0.9)
-    saved = json.loads(record.read_text())
+    saved = json.loads((tmp_path / "runs" / "train.json").read_text())
     assert saved == {
         "stage": "train",
-        "run_id": run.info.run_id,
-        "experiment_id": run.info.experiment_id,
+        "run_id": trained.info.run_id,
+        "experiment_id": trained.info.experiment_id,
         "tracking_uri": uri,
     }
-    with tracking.stage_run("evaluate", "unit", later, resume=record) as resumed:
-        mlflow.log_metric("test_accuracy", 0.8)
-    assert json.loads(later.read_text())["run_id"] == run.info.run_id == resumed.info.run_id
+    evaluations = []
+    for threshold in (0.5, 0.7):  # a re-evaluation with other params is a run of its own, never a clash
+        with tracking.stage_run(
+            "evaluate", "unit", root=tmp_path, after="train", params={"threshold": threshold}
+        ) as run:
+            mlflow.log_metric("test_accuracy", threshold)
+        evaluations.append(run.info.run_id)
+    assert json.loads((tmp_path / "runs" / "evaluate.json").read_text())["run_id"] == evaluations[-1]
+    assert [r["stage"] for r in tracking.run_records(tmp_path)] == ["evaluate", "train"]
 
-    fetched = MlflowClient(tracking_uri=uri).get_run(run.info.run_id)
+    client = MlflowClient(tracking_uri=uri)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, check=True, capture_output=True, text=True)
-    assert fetched.data.metrics == {"best_val_accuracy": 0.9, "test_accuracy": 0.8}
-    tags = fetched.data.tags
-    assert (tags["stage"], tags["git_commit"], tags["run_tag"]) == ("train", head.stdout.strip(), "run-example-unit")
-    assert (tags["evaluate.stage"], tags["evaluate.run_tag"]) == ("evaluate", "run-example-unit")
-    experiment = MlflowClient(tracking_uri=uri).get_experiment(run.info.experiment_id)
-    assert experiment.artifact_location == (tmp_path / "mlartifacts").as_uri()  # beside the store, not in ./mlruns
+    assert len({trained.info.run_id, *evaluations}) == 3
+    for run_id, threshold in zip(evaluations, ("0.5", "0.7"), strict=True):
+        data = client.get_run(run_id).data
+        assert data.tags["mlflow.parentRunId"] == trained.info.run_id
+        assert (data.tags["stage"], data.tags["run_tag"]) == ("evaluate", "run-example-unit")
+        assert data.tags["git_commit"] == head.stdout.strip()
+        assert data.params == {"threshold": threshold}
+        assert data.metrics == {"test_accuracy": float(threshold)}
+    assert client.get_run(trained.info.run_id).data.metrics == {"best_val_accuracy": 0.9}
+    experiment = client.get_experiment(trained.info.experiment_id)
+    assert experiment.artifact_location == (tmp_path / "mlartifacts").as_uri()  # beside the store, not ./mlruns
 
-    # A record from another store is not resumed: the stage logs to a run of its own.
+    # A train record from another store links to nothing: evaluate still logs, unnested.
+    record = tmp_path / "runs" / "train.json"
     record.write_text(json.dumps({**saved, "tracking_uri": "sqlite:////elsewhere/mlflow.db"}))
-    with tracking.stage_run("evaluate", "unit", later, resume=record) as fresh:
+    with tracking.stage_run("evaluate", "unit", root=tmp_path, after="train") as lone:
         pass
-    assert fresh.info.run_id != run.info.run_id
-    assert MlflowClient(tracking_uri=uri).get_run(fresh.info.run_id).data.tags["stage"] == "evaluate"
+    assert "mlflow.parentRunId" not in client.get_run(lone.info.run_id).data.tags
 
 
 def _dotenv_uri(project: Path, **env: str) -> str:
-    code = "from src.example import config; config.load_dotenv(); print(config.tracking_uri())"
+    code = "from src import tracking; tracking.load_dotenv(); print(tracking.tracking_uri())"
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=project, env={**os.environ, **env}, check=True, capture_output=True, text=True
     )
@@ -185,31 +186,3 @@ def test_dotenv_is_read_and_real_variables_win(project):
     # .env is gitignored: secrets written there never show up as a change to commit.
     status = subprocess.run(["git", "status", "--porcelain"], cwd=project, check=True, capture_output=True, text=True)
     assert status.stdout == ""
-
-
-def test_stage_run_nests_a_reevaluation_with_other_params(project, tmp_path, monkeypatch):
-    """Re-running evaluate with another threshold must not fail on MLflow's "changing param values" rule."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    monkeypatch.setattr(config, "ROOT", project)
-    uri = f"sqlite:///{tmp_path}/store.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    record, later = tmp_path / "train.json", tmp_path / "evaluate.json"
-    with tracking.stage_run("train", "unit", record) as trained:
-        pass
-    with tracking.stage_run("evaluate", "unit", later, resume=record, params={"threshold": 0.5}) as first:
-        mlflow.log_metric("test_accuracy", 0.9)
-    with tracking.stage_run("evaluate", "unit", later, resume=record, params={"threshold": 0.5}) as same:
-        pass
-    with tracking.stage_run("evaluate", "unit", later, resume=record, params={"threshold": 0.7}) as other:
-        mlflow.log_metric("test_accuracy", 0.8)
-
-    assert first.info.run_id == same.info.run_id == trained.info.run_id  # same params: the model's run
-    assert other.info.run_id != trained.info.run_id
-    assert json.loads(later.read_text())["run_id"] == other.info.run_id
-    client = MlflowClient(tracking_uri=uri)
-    nested = client.get_run(other.info.run_id).data
-    assert nested.tags["mlflow.parentRunId"] == trained.info.run_id
-    assert (nested.params, nested.metrics) == ({"threshold": "0.7"}, {"test_accuracy": 0.8})
-    assert client.get_run(trained.info.run_id).data.params == {"threshold": "0.5"}

@@ -36,7 +36,8 @@ from gitrepos import (
 
 import tasks
 
-WORKFLOW = Path(__file__).resolve().parents[1] / tasks.WORKFLOW
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW = ROOT / tasks.WORKFLOW
 SECRETS = {
     "ACCESS_TOKEN": "tok-very-secret-123",
     "MINIO_ACCESS_KEY_ID": "minio-id-very-secret-456",  # moto takes any credentials
@@ -209,8 +210,33 @@ class Act:
         return ActRun(proc.returncode, entries)
 
 
+@dataclass(frozen=True)
+class Remote:
+    """The DVC remote exactly as the tracked .dvc/config names it (s3://<bucket>/<prefix>)."""
+
+    bucket: str
+    prefix: str
+
+    def keys(self, s3) -> set[str]:
+        """Object keys under the remote, relative to it (`files/md5/…`, `runs/…`)."""
+        return {k.removeprefix(f"{self.prefix}/") for k in s3.server.keys(self.bucket, f"{self.prefix}/")}
+
+
 @pytest.fixture
-def act(tmp_path: Path, s3, mlflow_server) -> Act:
+def remote(s3) -> Remote:
+    """The committed remote's bucket, emptied: the act runs get no DVC setting a real runner would not have."""
+    bucket, prefix = re.search(r"^\s*url = s3://([^/\s]+)/(\S+)$", (ROOT / ".dvc/config").read_text(), re.M).groups()
+    client = s3.server.client()
+    if bucket not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
+        client.create_bucket(Bucket=bucket)
+    for key in s3.server.keys(bucket):
+        client.delete_object(Bucket=bucket, Key=key)
+    return Remote(bucket, prefix)
+
+
+@pytest.fixture
+def act(tmp_path: Path, s3, remote, mlflow_server) -> Act:
+    # Only what the workflow's environment block and GitHub give a runner: no DVC_REMOTE_URL, no AWS region.
     return Act(
         tmp_path,
         {"MLFLOW_URL": mlflow_server.url, "MLFLOW_S3_ENDPOINT_URL": s3.server.endpoint_url},
@@ -218,8 +244,6 @@ def act(tmp_path: Path, s3, mlflow_server) -> Act:
             "GITHUB_REPOSITORY": "example-org/mlproj",
             "GITHUB_RUN_ID": RUN_ID,
             "GITHUB_SERVER_URL": "https://github.example",
-            "DVC_REMOTE_URL": s3.dvc_url,
-            "AWS_DEFAULT_REGION": s3.server.region,
         },
     )
 
@@ -238,7 +262,7 @@ def ran(result: ActRun) -> str:
 
 
 @pytest.mark.slow
-def test_workflow_runs_the_loop_end_to_end(dev, origin, act, s3, mlflow_server, tmp_path, isolated_env):
+def test_workflow_runs_the_loop_end_to_end(dev, origin, act, s3, remote, mlflow_server, tmp_path, isolated_env):
     before = refs(origin)
     tag = tag_run(dev, "--message", "Baseline on the runner")
     tagged = commit_of(origin, tag)
@@ -254,21 +278,25 @@ def test_workflow_runs_the_loop_end_to_end(dev, origin, act, s3, mlflow_server, 
     assert subject(origin, results) == "Initial commit-results"
     assert parents(origin, results) == [tagged]
     found = trailers(origin, results)
-    (run_id,) = found.pop("MLflow-Run")
+    mlflow_runs = found.pop("MLflow-Run")
     assert found == {"Run-Tag": [tag], "Run-Commit": [tagged], "CI-Run": [CI_RUN]}
     bot = f"{ACTOR} <{ACTOR}@users.noreply.github.com>"
     assert git("log", "-1", "--format=%an <%ae>|%cn <%ce>", results, cwd=origin) == f"{bot}|{bot}"
     # The data is in the DVC remote: every output dvc.lock names, and a run-cache entry per stage.
-    keys = set(s3.server.keys(s3.dvc_bucket))
+    keys = remote.keys(s3)
     assert {dvc_key(md5) for md5 in lock_outs(show(origin, results, "dvc.lock")).values()} <= keys
     assert len({key.rsplit("/", 1)[0] for key in keys if key.startswith("runs/")}) == 4
     # MLflow has the run, tied to the tag, the commit and the CI run, with its model in S3.
     client = mlflow_server.client()
     experiment = client.get_experiment_by_name("breast-cancer-example")
-    (run,) = client.search_runs([experiment.experiment_id], f"tags.run_tag = '{tag}'")
-    assert run.info.run_id == run_id
-    assert (run.data.tags["git_commit"], run.data.tags["ci_run_url"]) == (tagged, CI_RUN)
-    assert {"best_val_accuracy", "test_accuracy"} <= set(run.data.metrics)
+    runs = {r.data.tags["stage"]: r for r in client.search_runs([experiment.experiment_id], f"tags.run_tag = '{tag}'")}
+    run = runs["train"]
+    run_id = run.info.run_id
+    assert sorted(mlflow_runs) == sorted(r.info.run_id for r in runs.values())
+    for stage_run in runs.values():
+        assert (stage_run.data.tags["git_commit"], stage_run.data.tags["ci_run_url"]) == (tagged, CI_RUN)
+    assert "best_val_accuracy" in run.data.metrics and "test_accuracy" in runs["evaluate"].data.metrics
+    assert runs["evaluate"].data.tags["mlflow.parentRunId"] == run_id
     prefix = run.info.artifact_uri.removeprefix(f"s3://{s3.mlflow_bucket}/")
     assert f"{prefix}/model/model.pkl" in s3.server.keys(s3.mlflow_bucket, prefix)
     recorded = json.dumps([run.data.tags, run.data.params]) + git("log", "-1", "--format=%B", results, cwd=origin)
@@ -317,6 +345,11 @@ def test_workflow_runs_the_loop_end_to_end(dev, origin, act, s3, mlflow_server, 
     assert parents(origin, side) == [tuned]
     assert subject(origin, side) == "Tune the evaluation-results"
     assert f"origin/main moved on since {third}" in log
+    # Only evaluate ran: its run carries this tag and commit, nested under the first tag's model run.
+    (evaluation,) = client.search_runs([experiment.experiment_id], f"tags.run_tag = '{third}'")
+    assert (evaluation.data.tags["stage"], evaluation.data.tags["git_commit"]) == ("evaluate", tuned)
+    assert evaluation.data.tags["mlflow.parentRunId"] == run_id
+    assert trailers(origin, side)["MLflow-Run"] == [evaluation.info.run_id, run_id]
 
     # 5. A tag whose name is shell syntax flows through as a plain name.
     odd = "run-example-x$(touch${IFS}pwned);`touch${IFS}pwned`"
@@ -333,7 +366,7 @@ def test_workflow_runs_the_loop_end_to_end(dev, origin, act, s3, mlflow_server, 
 
 
 @pytest.mark.slow
-def test_workflow_names_a_missing_variable_before_running(dev, origin, act, s3):
+def test_workflow_names_a_missing_variable_before_running(dev, origin, act, s3, remote):
     tag = tag_run(dev)
     state = refs(origin)
 
@@ -346,4 +379,4 @@ def test_workflow_names_a_missing_variable_before_running(dev, origin, act, s3):
     assert "Settings → Secrets and variables → Actions" in result.log
     assert "dvc repro" not in result.log
     assert refs(origin) == state
-    assert s3.server.keys(s3.dvc_bucket) == []
+    assert remote.keys(s3) == set()

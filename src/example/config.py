@@ -1,17 +1,13 @@
-"""Paths and settings shared by the stages and by tasks.py.
-
-Cheap to import on purpose: tasks.py reads it on every `invoke` call, so nothing heavy (mlflow, dvc, sklearn)
-is imported here.
-"""
+"""Paths and settings of the example pipeline: one place for every path its stages read and write."""
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+
+from src import tracking
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS_FILE = ROOT / "params.yaml"
@@ -28,56 +24,7 @@ EVALUATE_METRICS = Path("metrics/evaluate.json")
 CONFUSION_PLOT = Path("plots/confusion.csv")
 ROC_PLOT = Path("plots/roc.csv")
 EVALUATION_PNG = Path("plots/evaluation.png")
-# Each stage that logs to MLflow records its run here, as an output of its own: when DVC restores the stage
-# from its run cache, the stage does not execute, but this file comes back with the data and still names the
-# MLflow run that produced it. Keeping it apart keeps the model and metrics byte-identical across re-runs.
-RUNS_DIR = Path("runs")
-TRAIN_RUN = RUNS_DIR / "train.json"
-EVALUATE_RUN = RUNS_DIR / "evaluate.json"
-
 TARGET = "target"
-
-# Embedded MLflow store, used when no server is configured (both gitignored).
-LOCAL_MLFLOW_DB = "mlflow.db"
-LOCAL_ARTIFACTS = "mlartifacts"
-
-
-def load_dotenv(root: Path = ROOT) -> None:
-    """Read `<root>/.env` into os.environ; variables already set win."""
-    from dotenv import load_dotenv as _load
-
-    _load(root / ".env", override=False)
-
-
-def env_value(name: str, env: Mapping[str, str] | None = None) -> str | None:
-    """The variable's value, with an empty string counted as unset (as `.env.example` leaves them)."""
-    value = (os.environ if env is None else env).get(name, "").strip()
-    return value or None
-
-
-def embedded_tracking_uri(root: Path = ROOT) -> str:
-    """The MLflow store inside the project, used when no server is configured."""
-    return f"sqlite:///{root / LOCAL_MLFLOW_DB}"
-
-
-def tracking_uri(env: Mapping[str, str] | None = None, root: Path = ROOT) -> str:
-    """MLflow tracking URI: MLFLOW_URL (the runner's name), else MLFLOW_TRACKING_URI, else the embedded store."""
-    return env_value("MLFLOW_URL", env) or env_value("MLFLOW_TRACKING_URI", env) or embedded_tracking_uri(root)
-
-
-def is_local_store(uri: str) -> bool:
-    """True for a store on this machine (sqlite or a folder), False for a tracking server."""
-    # "databricks" alone (no scheme) is MLflow's name for the default Databricks workspace.
-    return uri != "databricks" and urlsplit(uri).scheme not in ("http", "https", "databricks")
-
-
-def redact(uri: str) -> str:
-    """The URI without any user:password part, safe to print or store."""
-    parts = urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.netloc.rpartition("@")[2]  # keeps an IPv6 address's brackets and the port
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def load_params(section: str, path: Path = PARAMS_FILE) -> dict:
@@ -93,6 +40,7 @@ def load_params(section: str, path: Path = PARAMS_FILE) -> dict:
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main() as a command: log lines on stderr, and a bad input as one clear line, no traceback."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    tracking.quiet()  # before main() imports mlflow, which reads its telemetry switch at import
     log = logging.getLogger(main.__module__)
     try:
         main()

@@ -75,7 +75,7 @@ def figure(evaluation: Evaluation) -> Any:
 def main() -> None:
     import mlflow
 
-    from src.example import tracking
+    from src import tracking
 
     params = config.load_params("evaluate")
     experiment = config.load_params("train")["experiment"]
@@ -84,10 +84,7 @@ def main() -> None:
         model = pickle.load(f)  # noqa: S301 - our own stage output, tracked by DVC
     test_data = pd.read_csv(root / config.TEST_DATA)
     log.info("Evaluation start: threshold=%s rows=%d", params["threshold"], len(test_data))
-    run = tracking.stage_run(
-        "evaluate", experiment, root / config.EVALUATE_RUN, resume=root / config.TRAIN_RUN, params=params
-    )
-    with run:
+    with tracking.stage_run("evaluate", experiment, after="train", params=params):
         result = evaluate(model, test_data, float(params["threshold"]))
         for path in (config.EVALUATE_METRICS, config.CONFUSION_PLOT, config.EVALUATION_PNG):
             (root / path).parent.mkdir(parents=True, exist_ok=True)

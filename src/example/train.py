@@ -73,14 +73,14 @@ def train(
 def main() -> None:
     import mlflow
 
-    from src.example import tracking
+    from src import tracking
 
     params = config.load_params("train")
     root = config.ROOT
     train_data = pd.read_csv(root / config.TRAIN_DATA)
     val_data = pd.read_csv(root / config.VAL_DATA)
     log.info("Training start: candidates=%s", ", ".join(params["candidates"]))
-    with tracking.stage_run("train", params["experiment"], root / config.TRAIN_RUN):
+    with tracking.stage_run("train", params["experiment"]):
         result = train(train_data, val_data, params["candidates"], int(params["seed"]))
         (root / config.MODEL).parent.mkdir(parents=True, exist_ok=True)
         with open(root / config.MODEL, "wb") as f:
