@@ -174,8 +174,8 @@ def repro(c: Context, pull: bool = True, force: bool = False, dry_run: bool = Fa
     cmd = [*DVC, "repro", *(["--pull"] if remote else []), *(["--force"] if force else [])]
     print(f"$ {shlex.join(['dvc', *cmd[3:]])}", flush=True)
     if dry_run:
-        where = "pulls from and" if remote else "uses no"
-        print(f"Would log to MLflow at {tracking.redact(env['MLFLOW_TRACKING_URI'])}; {where} DVC remote.")
+        where = "pull from the DVC remote" if remote else "use no DVC remote"
+        print(f"Would log to MLflow at {tracking.redact(env['MLFLOW_TRACKING_URI'])} and {where}.")
         return
     if remote:
         _configure_remote(c, env)

@@ -160,12 +160,6 @@ def _wait_http(url: str, expect: str | None, timeout: float, proc: subprocess.Po
     )
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # Register it here unless pytest.ini / pyproject already does, so --strict-markers holds.
-    if not any(line.split(":", 1)[0].strip() == "slow" for line in config.getini("markers")):
-        config.addinivalue_line("markers", "slow: end-to-end tests that start services or run the pipeline")
-
-
 def _reset_mlflow() -> None:
     """Forget the tracking URI, experiment and run a test left in mlflow's module state."""
     mlflow = sys.modules.get("mlflow")
@@ -362,3 +356,12 @@ def project(tmp_path: Path, isolated_env: Path) -> Path:
     _git("add", "-A", cwd=dest)
     _git("commit", "--no-verify", "-m", "Initial commit", cwd=dest)
     return dest
+
+
+@pytest.fixture
+def dev(project: Path, origin: Path, tmp_path: Path) -> Path:
+    """A developer's clone of `origin`, which holds the project's main."""
+    from gitrepos import clone, publish
+
+    publish(project, origin)
+    return clone(origin, tmp_path / "dev")

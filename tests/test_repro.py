@@ -281,3 +281,30 @@ def test_repro_with_bad_params_fails_with_the_stage_message(project, untouched_c
     assert "The pipeline failed (DVC's message is above) — fix the failing stage and run again." in out
     assert "Running stage 'train'" not in out
     assert not (project / "models/model.pkl").exists()
+
+
+@pytest.mark.parametrize(
+    ("env", "local_config", "args", "pulls"),
+    [
+        ({}, "", [], False),  # a fresh clone: embedded defaults, no remote
+        ({"AWS_ACCESS_KEY_ID": "someone-elses-aws-key"}, "", [], False),  # keys alone point nowhere
+        ({"MLFLOW_S3_ENDPOINT_URL": "http://127.0.0.1:9"}, "", [], True),
+        ({"DVC_REMOTE_URL": "/srv/dvc-store"}, "", [], True),
+        ({}, "['remote \"storage\"']\n    endpointurl = http://127.0.0.1:9\n", [], True),  # set by hand
+        ({"MLFLOW_S3_ENDPOINT_URL": "http://127.0.0.1:9"}, "", ["--no-pull"], False),
+    ],
+)
+def test_repro_pulls_only_from_a_configured_remote(project, env, local_config, args, pulls):
+    if local_config:
+        (project / ".dvc" / "config.local").write_text(local_config)
+
+    code, out = invoke_repro(project, "--dry-run", *args, env=env)
+
+    assert code == 0, out
+    assert ("$ dvc repro --pull\n" if pulls else "$ dvc repro\n") in out
+    where = "pull from the DVC remote" if pulls else "use no DVC remote"
+    assert f"Would log to MLflow at sqlite:///{project}/mlflow.db and {where}." in out
+    # A dry run changes nothing: no config written, no output, no store.
+    local = project / ".dvc" / "config.local"
+    assert (local.read_text() if local.exists() else "") == local_config
+    assert not (project / "mlflow.db").exists() and not (project / "dvc.lock").exists()

@@ -28,7 +28,6 @@ from gitrepos import (
     invoke,
     lock_outs,
     parents,
-    publish,
     refs,
     run_cache_entries,
     show,
@@ -53,13 +52,6 @@ def pipeline_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = invoke(repo, "repro", env=env)
     assert result.returncode == 0, result.stdout
     return repo / ".dvc" / "cache"
-
-
-@pytest.fixture
-def dev(project: Path, origin: Path, tmp_path: Path) -> Path:
-    """A developer's clone of `origin`, which holds the project's main."""
-    publish(project, origin)
-    return clone(origin, tmp_path / "dev")
 
 
 def s3_env(s3, bucket: str | None = None, **extra: str) -> dict[str, str]:
@@ -370,3 +362,59 @@ def test_share_refuses_without_a_tag(dev, origin, tmp_path):
     out = share(repo, "--tag", "run-example-nope", env=dict(os.environ), code=1)
     assert "Tag 'run-example-nope' is not in this clone" in out
     assert "git fetch origin --tags" in out
+
+
+def _unpushable(origin: Path, path: Path, tag: str) -> Path:
+    """A runner at `tag` with a stand-in dvc.lock: share's branch choice comes before any data is touched."""
+    repo = clone(origin, path, f"refs/tags/{tag}")
+    (repo / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+    return repo
+
+
+# An endpoint nobody listens on: these refusals must come before share talks to the remote.
+NO_REMOTE_NEEDED = {"MLFLOW_S3_ENDPOINT_URL": "http://127.0.0.1:9"}
+
+
+def test_share_refuses_when_the_tags_branch_no_longer_holds_the_commit(dev, origin, tmp_path):
+    git("switch", "--quiet", "-c", "feature", cwd=dev)
+    git("push", "--quiet", "origin", "feature", cwd=dev)
+    tag = tag_run(dev)  # annotation: Branch: feature
+    git("push", "--quiet", "origin", "--delete", "feature", cwd=dev)
+    repo = _unpushable(origin, tmp_path / "runner", tag)
+    before = refs(origin)
+
+    out = share(repo, "--tag", tag, env={**os.environ, **NO_REMOTE_NEEDED}, code=1)
+
+    assert f"{tag} was made on branch 'feature', which no longer contains" in out
+    assert "branches that do: main" in out and "--branch NAME` in a checkout of the tag" in out
+    assert refs(origin) == before and git("rev-parse", "HEAD", cwd=repo) == commit_of(origin, tag)
+
+
+def test_share_checks_the_branch_it_is_given_and_needs_one(dev, origin, tmp_path):
+    tag = tag_run(dev)
+    repo = _unpushable(origin, tmp_path / "runner", tag)
+    env = {**os.environ, **NO_REMOTE_NEEDED}
+
+    out = share(repo, "--tag", tag, "--branch", "elsewhere", env=env, code=1)
+    assert f"--branch 'elsewhere' on origin does not contain {commit_of(origin, tag)[:12]} — use one of: main." in out
+
+    # A commit that no branch holds (pushed as a tag only): nowhere to put results.
+    orphan = commit_file(dev, "ORPHAN.md", "x\n", "Unpushed work")
+    git("tag", "run-example-orphan", orphan, cwd=dev)
+    git("push", "--quiet", "origin", "refs/tags/run-example-orphan", cwd=dev)
+    repo = _unpushable(origin, tmp_path / "orphan", "run-example-orphan")
+    out = share(repo, "--tag", "run-example-orphan", env=env, code=1)
+    assert f"No branch on origin contains run-example-orphan's commit {orphan[:12]} — push its branch" in out
+
+
+def test_share_refuses_off_the_tag_and_without_a_remote(dev, origin, tmp_path):
+    tag = tag_run(dev)
+    repo = _unpushable(origin, tmp_path / "runner", tag)
+
+    out = share(repo, "--tag", tag, env=dict(os.environ), code=1)
+    assert "No DVC remote is configured — set MLFLOW_S3_ENDPOINT_URL" in out
+
+    git("checkout", "--quiet", "-b", "elsewhere", cwd=repo)
+    commit_file(repo, "X.md", "x\n", "Move on")
+    out = share(repo, "--tag", tag, env={**os.environ, **NO_REMOTE_NEEDED}, code=1)
+    assert f"HEAD is not {tag}" in out and "check out the tag and run `invoke repro` there first" in out

@@ -8,18 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from gitrepos import clone, commit_file, git, invoke, local_tags, publish, refs, tag_run
+from gitrepos import commit_file, git, invoke, local_tags, refs, tag_run
 
 import tasks
 
 TAG = re.compile(r"^run-example-main-(\d{8}-\d{6})(-nightly)?$")
-
-
-@pytest.fixture
-def dev(project: Path, origin: Path, tmp_path: Path) -> Path:
-    """A developer's clone of `origin`, which holds the project's main."""
-    publish(project, origin)
-    return clone(origin, tmp_path / "dev")
 
 
 def refuses(dev: Path, origin: Path, *args: str) -> str:
@@ -179,3 +172,14 @@ def test_actions_url_of_a_github_remote(url):
 )
 def test_actions_url_of_another_remote_is_none(url):
     assert tasks._actions_url(url) is None
+
+
+def test_tag_run_explains_a_dvc_lock_left_by_a_local_repro(dev, origin):
+    (dev / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+    before = refs(origin)
+
+    result = invoke(dev, "tag-run")
+
+    assert result.returncode == 1
+    assert "dvc.lock was changed by a local `invoke repro` — the runner makes its own" in result.stdout
+    assert refs(origin) == before and local_tags(dev) == []

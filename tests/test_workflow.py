@@ -26,7 +26,6 @@ from gitrepos import (
     git,
     lock_outs,
     parents,
-    publish,
     refs,
     show,
     subject,
@@ -246,13 +245,6 @@ def act(tmp_path: Path, s3, remote, mlflow_server) -> Act:
             "GITHUB_SERVER_URL": "https://github.example",
         },
     )
-
-
-@pytest.fixture
-def dev(project: Path, origin: Path, tmp_path: Path) -> Path:
-    """A developer's clone of `origin`, which holds the project's main."""
-    publish(project, origin)
-    return clone(origin, tmp_path / "dev")
 
 
 def ran(result: ActRun) -> str:
