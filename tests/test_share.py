@@ -228,6 +228,34 @@ def test_share_puts_results_aside_when_the_branch_moved_on(dev, origin, s3, pipe
 
 
 @pytest.mark.slow
+def test_share_puts_results_aside_when_it_loses_the_race(dev, origin, s3, pipeline_cache, tmp_path):
+    """main moves between share's fetch and its push: the rejected push ends on results/<tag>, no force."""
+    tag = tag_run(dev)
+    tagged = commit_of(origin, tag)
+    repo = runner(origin, tmp_path / "runner", tag, pipeline_cache, s3_env(s3))
+    git("switch", "--quiet", "-c", "other", cwd=dev)
+    moved = commit_file(dev, "NOTES.md", "Next idea\n", "Add notes")
+    git("push", "--quiet", "origin", "other", cwd=dev)
+    # Someone else's push lands just before ours: the hook moves main, then turns our update down.
+    hook = origin / "hooks" / "pre-receive"
+    hook.write_text(
+        "#!/bin/sh\n"
+        "while read old new ref; do\n"
+        f'  if [ "$ref" = refs/heads/main ]; then env -u GIT_QUARANTINE_PATH git update-ref refs/heads/main {moved}; '
+        "echo 'main moved' >&2; exit 1; fi\n"
+        "done\n"
+    )
+    hook.chmod(0o755)
+
+    out = share(repo, "--tag", tag, env=s3_env(s3))
+
+    side = f"refs/heads/results/{tag}"
+    assert refs(origin)["refs/heads/main"] == moved  # the other push stands
+    assert parents(origin, side) == [tagged] and trailers(origin, side)["Run-Tag"] == [tag]
+    assert f"origin/main moved on since {tag}" in out
+
+
+@pytest.mark.slow
 def test_share_reports_a_refused_push_as_such(dev, origin, s3, pipeline_cache, tmp_path):
     """A push refused for another reason than a moved branch (protection, token) is an error, not a side branch."""
     tag = tag_run(dev)
