@@ -41,7 +41,6 @@ CI_SETTINGS = {
     "AWS_SECRET_ACCESS_KEY": "secret MINIO_SECRET_ACCESS_KEY",
     "ACCESS_TOKEN": "secret ACCESS_TOKEN",
 }
-TRAILERS = ("Run-Tag", "Run-Commit", "MLflow-Run", "CI-Run")
 DVC = [sys.executable, "-m", "dvc"]
 
 
@@ -136,13 +135,8 @@ def _head_run_tag(c: Context, env: Mapping[str, str]) -> str | None:
 
 
 def _mlflow_lines() -> list[str]:
-    """One line per MLflow run the outputs record: the stages it covers and where to see it."""
-    records = tracking.run_records()
-    by_run = {r["run_id"]: r for r in records}
-    return [
-        f"MLflow ({', '.join(r['stage'] for r in records if r['run_id'] == run_id)}): {_run_link(record)}"
-        for run_id, record in by_run.items()
-    ]
+    """One line per MLflow run the outputs record: its stage and where to see it."""
+    return [f"MLflow ({r['stage']}): {_run_link(r)}" for r in tracking.run_records()]
 
 
 def _run_link(record: Mapping[str, str]) -> str:
