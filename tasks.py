@@ -89,7 +89,17 @@ def _on_actions(env: Mapping[str, str]) -> bool:
 
 
 def _require_ci_settings(env: Mapping[str, str]) -> None:
-    """On GitHub Actions, stop at once if a variable or secret the run needs is missing."""
+    """On GitHub Actions, stop at once if a variable or secret the run needs is missing, or Python is another."""
+    import tomllib
+
+    wanted = tomllib.loads((tracking.ROOT / "Pipfile").read_text()).get("requires", {}).get("python_version")
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if wanted and running != wanted:
+        raise Exit(
+            f"This runner's Python is {running}, but Pipfile.lock was made for {wanted} (Pipfile [requires]) — put "
+            f"Python {wanted} first on the runner's PATH; results from another Python are not the locked ones.",
+            code=1,
+        )
     missing = [name for name in CI_SETTINGS if not tracking.env_value(name, env)]
     if missing:
         where = ", ".join(f"{n} (from {CI_SETTINGS[n]})" for n in missing)
@@ -142,7 +152,7 @@ def _mlflow_lines() -> list[str]:
 def _run_link(record: Mapping[str, str]) -> str:
     uri = record["tracking_uri"]
     if tracking.is_local_store(uri):
-        return f"run {record['run_id']} in {uri} (browse: mlflow ui --backend-store-uri {uri})"
+        return f"run {record['run_id']} in {uri} (browse: mlflow ui --backend-store-uri {shlex.quote(uri)})"
     return f"{uri.rstrip('/')}/#/experiments/{record['experiment_id']}/runs/{record['run_id']}"
 
 
@@ -248,10 +258,12 @@ def tag_run(c: Context, name: str = "", message: str = "", remote: str = "origin
     if remote_url is None:
         raise Exit(f"There is no git remote {remote!r} — add it, or pass --remote NAME.", code=1)
     if _git(c, "fetch", "--quiet", "--no-tags", remote, f"refs/heads/{branch}") is None:
-        raise Exit(f"Branch {branch!r} is not on {remote} — push it first: git push -u {remote} {branch}", code=1)
+        push = shlex.join(["git", "push", "-u", remote, branch])
+        raise Exit(f"Branch {branch!r} is not on {remote} — push it first: {push}", code=1)
     if _git(c, "merge-base", "--is-ancestor", commit, "FETCH_HEAD") is None:
         raise Exit(
-            f"HEAD {commit[:12]} is not on {remote}/{branch} yet — push it first: git push {remote} {branch}",
+            f"HEAD {commit[:12]} is not on {remote}/{branch} yet — push it first: "
+            + shlex.join(["git", "push", remote, branch]),
             code=1,
         )
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -274,9 +286,13 @@ def tag_run(c: Context, name: str = "", message: str = "", remote: str = "origin
         _must(c, "Creating the tag", "git", "tag", "--annotate", "--cleanup=verbatim", "--file", f.name, tag)
     finally:
         os.unlink(f.name)
-    if not _run(c, "git", "push", "--quiet", remote, f"refs/tags/{tag}").ok:
+    pushed = _run(c, "git", "push", "--quiet", remote, f"refs/tags/{tag}")
+    if not pushed.ok:
         _run(c, "git", "tag", "--delete", tag)
-        raise Exit(f"Pushing tag {tag} to {remote} failed — check access to {remote} and try again.", code=1)
+        error = " / ".join(pushed.stderr.strip().splitlines()[-4:])
+        raise Exit(
+            f"Pushing tag {tag} to {remote} failed ({error}) — the local tag is removed; fix that and tag again."
+        )
     print(f"Tagged {commit} ({branch}) as {tag} and pushed it to {remote}.")
     url = _actions_url(remote_url)
     print(f"Watch the run: {url}" if url else f"The runner watching {remote} picks it up ({WORKFLOW}).")
@@ -311,8 +327,12 @@ def _tag_branch(c: Context, tag: str) -> str | None:
     return names[-1] if names else None
 
 
-def _pick_branch(c: Context, remote: str, tag: str, commit: str, requested: str) -> str:
-    """The branch the results belong on: --branch, else the one the tag names, else the only one that fits."""
+def _pick_branch(c: Context, remote: str, tag: str, commit: str, requested: str) -> tuple[str | None, str]:
+    """The branch the results belong on, or None and why there is no clear one.
+
+    --branch wins; else the branch tag-run recorded in the tag; else the only remote branch that contains the
+    commit; else the only one whose tip is the commit.
+    """
     refs = _git(c, "for-each-ref", "--contains", commit, "--format=%(refname)", f"refs/remotes/{remote}/") or ""
     candidates = [
         name
@@ -320,31 +340,23 @@ def _pick_branch(c: Context, remote: str, tag: str, commit: str, requested: str)
         if name != "HEAD" and not name.startswith(RESULTS_BRANCH_PREFIX)
     ]
     listed = ", ".join(candidates) or "none"
-    choose = f"run `invoke share --tag {shlex.quote(tag)} --branch NAME` in a checkout of the tag to choose"
     if requested:
         if requested not in candidates:
             raise Exit(f"--branch {requested!r} on {remote} does not contain {commit[:12]} — use one of: {listed}.")
-        return requested
+        return requested, ""
     hint = _tag_branch(c, tag)
     if hint in candidates:
-        return hint
+        return hint, ""
     if hint:
-        raise Exit(
-            f"{tag} was made on branch {hint!r}, which no longer contains {commit[:12]} on {remote} (rewritten or "
-            f"deleted?); branches that do: {listed} — {choose}.",
-            code=1,
-        )
+        return None, f"Tag {tag} was made on branch {hint!r}, which no longer contains {commit[:12]} on {remote}"
     if len(candidates) == 1:
-        return candidates[0]
+        return candidates[0], ""
     if not candidates:
-        raise Exit(
-            f"No branch on {remote} contains {tag}'s commit {commit[:12]} — push its branch, then re-run.",
-            code=1,
-        )
+        return None, f"No branch on {remote} contains {tag}'s commit {commit[:12]}"
     at_tip = [b for b in candidates if _git(c, "rev-parse", f"refs/remotes/{remote}/{b}") == commit]
     if len(at_tip) == 1:
-        return at_tip[0]
-    raise Exit(f"Several branches on {remote} contain {commit[:12]}: {listed} — {choose}.", code=1)
+        return at_tip[0], ""
+    return None, f"Several branches on {remote} contain {commit[:12]} ({listed}) and the tag names none of them"
 
 
 def _metrics(c: Context, env: Mapping[str, str]) -> list[str]:
@@ -431,7 +443,11 @@ def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", d
         _run(c, "git", "fetch", "--quiet", "--no-tags", remote, f"+refs/tags/{tag}:refs/tags/{tag}")
     commit = _git(c, "rev-parse", "--verify", "--quiet", f"refs/tags/{tag}^{{commit}}")
     if not commit:
-        raise Exit(f"Tag {tag!r} is not in this clone — check the name, or fetch it: git fetch {remote} --tags", code=1)
+        raise Exit(
+            f"Tag {tag!r} is not in this clone — check the name, or fetch it: "
+            + shlex.join(["git", "fetch", remote, "--tags"]),
+            code=1,
+        )
     if _git(c, "rev-parse", "HEAD") != commit:
         raise Exit(f"HEAD is not {tag} ({commit[:12]}) — check out the tag and run `invoke repro` there first.", code=1)
     if not (tracking.ROOT / "dvc.lock").exists():
@@ -443,7 +459,8 @@ def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", d
             code=1,
         )
     existing = _existing_results(c, remote, tag, commit)
-    target = None if existing else _pick_branch(c, remote, tag, commit, branch)
+    target, unclear = (None, "") if existing else _pick_branch(c, remote, tag, commit, branch)
+    side = f"{RESULTS_BRANCH_PREFIX}{tag}"
     subject = _git(c, "log", "-1", "--format=%s", commit) or tag
     runs = tracking.run_records()
     message = _results_message(subject, tag, commit, _metrics(c, env), runs, tracking.ci_run_url(env))
@@ -455,9 +472,11 @@ def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", d
             return
         print(f"2. git add dvc.lock (and tracked result files); commit on {commit[:12]}:\n")
         print("   " + message.replace("\n", "\n   "))
-        print(f"3. git push {remote} HEAD:refs/heads/{target}  (if {target} moved on: {RESULTS_BRANCH_PREFIX}{tag})")
+        where = f"{target}  (if it moved on or refuses: {side})" if target else f"{side}  ({unclear})"
+        print(f"3. git push {shlex.quote(remote)} HEAD:refs/heads/{where}")
         return
 
+    # The data goes first, whatever happens next: once it is on the remote nothing of the run can be lost.
     _configure_remote(c, env)
     print("$ dvc push --run-cache", flush=True)
     if not c.run(shlex.join([*DVC, "push", "--run-cache"]), env=env, warn=True, pty=False).ok:
@@ -469,14 +488,21 @@ def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", d
     if existing:
         outcome = f"Results of {tag} are already on {remote} as {existing[:12]}: nothing to commit (a re-run)."
     else:
-        outcome = _commit_and_push(c, env, remote, target or "", tag, commit, message)
+        outcome = _commit_and_push(c, env, remote, target, unclear, tag, commit, message)
     _summary(c, env, tag, commit, outcome)
 
 
 def _commit_and_push(
-    c: Context, env: Mapping[str, str], remote: str, target: str, tag: str, commit: str, message: str
+    c: Context,
+    env: Mapping[str, str],
+    remote: str,
+    target: str | None,
+    unclear: str,
+    tag: str,
+    commit: str,
+    message: str,
 ) -> str:
-    """Commit the results on the tagged commit and push them; say where they went."""
+    """Commit the results on the tagged commit and push them to `target`, else to results/<tag>; say where."""
     _must(c, "Staging dvc.lock", "git", "add", "--", "dvc.lock")
     _must(c, "Staging result files", "git", "add", "--update")
     if _run(c, "git", "diff", "--cached", "--quiet").ok:
@@ -491,27 +517,26 @@ def _commit_and_push(
         _must(c, "Committing the results", *commit_cmd)
     finally:
         os.unlink(f.name)
-    results = _git(c, "rev-parse", "HEAD") or ""
-    tip = _git(c, "rev-parse", "--verify", "--quiet", f"refs/remotes/{remote}/{target}")
-    if tip and _git(c, "rev-parse", f"{tip}^{{tree}}") == _git(c, "rev-parse", "HEAD^{tree}"):
-        return f"{remote}/{target} already holds these exact results ({tip[:12]}): nothing to push."
-    if tip == commit:
-        pushed = _run(c, "git", "push", "--quiet", remote, f"HEAD:refs/heads/{target}")
-        if pushed.ok:
-            return f"Results committed as {results[:12]} on {remote}/{target}."
-        _run(c, "git", "fetch", "--quiet", "--no-tags", remote, f"+refs/heads/{target}:refs/remotes/{remote}/{target}")
-        if _git(c, "rev-parse", "--verify", "--quiet", f"refs/remotes/{remote}/{target}") == commit:
-            error = " / ".join(pushed.stderr.strip().splitlines()[-6:])
-            raise Exit(
-                f"Pushing the results to {remote}/{target} failed: {error} — the data is on the DVC remote; "
-                "check that the token may push to the branch, then re-run the job.",
-                code=1,
-            )
-    # The branch moved on since the tag (or the push lost a race): these results belong to the tagged code,
-    # so they are kept on a branch of their own rather than rebased onto code they were not produced from.
+    results = (_git(c, "rev-parse", "HEAD") or "")[:12]
+    # Whenever the results cannot land on their branch, they are kept on a branch of their own: they belong to
+    # the tagged code, so they are never rebased onto code they were not produced from, and never force-pushed.
+    if target is None:
+        reason = unclear
+    else:
+        tip = _git(c, "rev-parse", "--verify", "--quiet", f"refs/remotes/{remote}/{target}")
+        if tip and _git(c, "rev-parse", f"{tip}^{{tree}}") == _git(c, "rev-parse", "HEAD^{tree}"):
+            return f"{remote}/{target} already holds these exact results ({tip[:12]}): nothing to push."
+        reason = f"{remote}/{target} moved on since {tag}"
+        if tip == commit:
+            pushed = _run(c, "git", "push", "--quiet", remote, f"HEAD:refs/heads/{target}")
+            if pushed.ok:
+                return f"Results committed as {results} on {remote}/{target}."
+            ref = f"refs/remotes/{remote}/{target}"
+            _run(c, "git", "fetch", "--quiet", "--no-tags", remote, f"+refs/heads/{target}:{ref}")
+            if _git(c, "rev-parse", "--verify", "--quiet", ref) == commit:  # not a race: the push was refused
+                error = " / ".join(pushed.stderr.strip().splitlines()[-6:])
+                reason = f"{remote}/{target} refused the push ({error})"
     side = f"{RESULTS_BRANCH_PREFIX}{tag}"
     _must(c, f"Pushing the results to {side}", "git", "push", "--quiet", remote, f"HEAD:refs/heads/{side}")
-    return (
-        f"{remote}/{target} moved on since {tag}: results committed as {results[:12]} on branch {side} instead "
-        f"— merge it into {target} if you want them there."
-    )
+    into = f" into {target}" if target else ""
+    return f"{reason}: results committed as {results} on branch {side} instead — merge it{into} to keep them there."

@@ -28,8 +28,9 @@ LOCAL_MLFLOW_DB = "mlflow.db"
 LOCAL_ARTIFACTS = "mlartifacts"
 # `invoke repro` sets this to the run's tag (on CI the pushed tag; locally a run tag pointing at HEAD).
 RUN_TAG_ENV = "RUN_TAG"
-# Telemetry of the tools, off for the project's own runs; MLflow reads its switch when it is imported.
-QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"}
+# The tools' telemetry off for the project's own runs (MLflow reads its switch when it is imported), and no
+# "View run at <tracking URI>" lines from MLflow: a URI may carry credentials; tasks print redacted links.
+QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 
 
 # -- environment ------------------------------------------------------------------------------------------------
@@ -40,11 +41,11 @@ def quiet() -> None:
     os.environ.update({k: v for k, v in QUIET.items() if k not in os.environ})
 
 
-def load_dotenv(root: Path = ROOT) -> None:
-    """Read `<root>/.env` into os.environ; variables already set win."""
+def load_dotenv(root: Path | None = None) -> None:
+    """Read `<root>/.env` (the project's by default) into os.environ; variables already set win."""
     from dotenv import load_dotenv as _load
 
-    _load(root / ".env", override=False)
+    _load((root or ROOT) / ".env", override=False)
 
 
 def env_value(name: str, env: Mapping[str, str] | None = None) -> str | None:
@@ -138,15 +139,28 @@ def run_records(root: Path = ROOT) -> list[dict[str, Any]]:
 
 
 def _experiment_id(mlflow: Any, name: str, uri: str) -> str:
+    """The id of the active experiment `name`, created when missing (also when another run creates it first)."""
+    from mlflow.exceptions import MlflowException
+
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            raise ValueError(
+                f"MLflow experiment {name!r} is deleted at {redact(uri)} — restore it in MLflow, or name another "
+                "experiment in params.yaml"
+            )
         return experiment.experiment_id
     # A sqlite store would put artifacts in ./mlruns of whatever the working directory is: keep them beside the
     # database instead (for the embedded store: the project's mlartifacts/). A server decides for itself.
     location = None
     if uri.startswith("sqlite:///"):
         location = (Path(uri.removeprefix("sqlite:///")).parent / LOCAL_ARTIFACTS).as_uri()
-    return mlflow.create_experiment(name, artifact_location=location)
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return mlflow.get_experiment_by_name(name).experiment_id  # a concurrent run created it a moment ago
 
 
 def _reachable(mlflow: Any, record: dict[str, Any] | None, uri: str) -> str | None:

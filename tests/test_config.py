@@ -45,3 +45,12 @@ def test_run_stage_turns_telemetry_off_before_the_stage_runs(monkeypatch):
         lambda: seen.update({k: os.environ.get(k) for k in ("MLFLOW_DISABLE_TELEMETRY", "DVC_NO_ANALYTICS")})
     )
     assert seen == {"MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"}
+
+
+def test_run_stage_reads_dotenv_so_a_plain_dvc_repro_gets_the_same_settings(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / ".env").write_text("MLFLOW_TRACKING_URI=http://from-dotenv:5000\n")
+    monkeypatch.setattr(config.tracking, "ROOT", tmp_path)
+    seen = []
+    config.run_stage(lambda: seen.append(config.tracking.tracking_uri()))
+    assert seen == ["http://from-dotenv:5000"]

@@ -42,6 +42,14 @@ def test_quickstart_and_nox_install_the_locked_pipenv() -> None:
     assert f'"pipenv{locked}"' in (ROOT / "noxfile.py").read_text(), "noxfile.py must install the locked pipenv"
 
 
+def _flags(task: str) -> list[str]:
+    """The long options `invoke --help <task>` lists, `--[no-]pull` as `--no-pull`."""
+    out = subprocess.run([str(BIN / "invoke"), "--help", task], cwd=ROOT, capture_output=True, text=True, check=True)
+    return [
+        flag.replace("[no-]", "no-") for flag in re.findall(r"--(?:\[no-\])?[a-z-]+", out.stdout.split("Options:")[1])
+    ]
+
+
 def test_task_table_matches_invoke_list() -> None:
     listed = subprocess.run(
         [str(BIN / "invoke"), "--list", "--list-format", "json"], cwd=ROOT, capture_output=True, text=True, check=True
@@ -52,6 +60,8 @@ def test_task_table_matches_invoke_list() -> None:
     for name, help_text in names.items():
         assert f"`invoke {name}" in table, f"README's task table misses `invoke {name}`"
         assert help_text.split(".")[0] in table, f"README's row for {name} must say what `invoke --list` says"
+        row = next(line for line in table.splitlines() if line.startswith(f"| `invoke {name}"))
+        assert [f for f in _flags(name) if f not in row] == [], f"README's row for {name} misses flags"
 
 
 def test_session_table_matches_nox_list() -> None:
@@ -66,7 +76,10 @@ def test_every_variable_the_template_reads_is_documented() -> None:
     table = _section("Environment variables")
     example = re.findall(r"^([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), flags=re.MULTILINE)
     assert set(tasks.CI_SETTINGS) <= set(example), ".env.example must list every variable a CI run needs"
-    for name in {*example, *tasks.CI_SETTINGS, "MLFLOW_TRACKING_URI", "RUN_TAG", "GITHUB_STEP_SUMMARY"}:
+    code = "".join(p.read_text() for p in [ROOT / "tasks.py", *sorted((ROOT / "src").rglob("*.py"))])
+    read = set(re.findall(r"""(?:env_value\(|env\.get\(|environ\.get\()["']([A-Z][A-Z0-9_]+)["']""", code))
+    assert {"MLFLOW_URL", "GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY"} <= read  # the scan finds what the code reads
+    for name in {*example, *tasks.CI_SETTINGS, *read, "RUN_TAG"} - {"PATH"}:  # PATH is only extended
         assert f"`{name}`" in table, f"README's environment table misses {name}"
 
 

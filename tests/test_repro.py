@@ -86,8 +86,6 @@ def untouched_checkout():
 def test_repro_on_embedded_defaults_then_force(project, monkeypatch, untouched_checkout):
     from mlflow.tracking import MlflowClient
 
-    monkeypatch.delenv("RUN_TAG", raising=False)  # isolated_env does not scrub it
-
     code, out = invoke_repro(project)
 
     assert code == 0, out
@@ -203,12 +201,12 @@ def test_repro_restores_every_stage_from_the_s3_run_cache(project, s3, tmp_path,
 
 @pytest.mark.slow
 def test_repro_logs_to_the_mlflow_server_and_s3(project, s3, mlflow_server, monkeypatch, untouched_checkout):
-    monkeypatch.delenv("RUN_TAG", raising=False)  # isolated_env does not scrub it
     git("tag", "run-example-test", cwd=project)  # repro finds the run tag on HEAD and passes it on
     env = {
         **s3.server.env(),
         "DVC_REMOTE_URL": s3.dvc_url,
-        "MLFLOW_URL": mlflow_server.url,
+        # Credentials in the URL (as a team's proxy may need) must never reach the output or the run record.
+        "MLFLOW_URL": mlflow_server.url.replace("http://", "http://ci:pw-secret-42@"),
         "GITHUB_SERVER_URL": "https://github.com",
         "GITHUB_REPOSITORY": "acme/example",
         "GITHUB_RUN_ID": "4242",
@@ -216,6 +214,7 @@ def test_repro_logs_to_the_mlflow_server_and_s3(project, s3, mlflow_server, monk
     code, out = invoke_repro(project, env=env)
 
     assert code == 0, out
+    assert "pw-secret-42" not in out
     saved = record(project, "train")
     assert saved["tracking_uri"] == mlflow_server.url
     client = mlflow_server.client()
@@ -249,6 +248,33 @@ def test_repro_logs_to_the_mlflow_server_and_s3(project, s3, mlflow_server, monk
     assert body == (project / "models/model.pkl").read_bytes()
     # The server took the runs and S3 the artifacts: no embedded store was created.
     assert not (project / "mlflow.db").exists() and not (project / "mlartifacts").exists()
+
+
+def test_repro_on_actions_names_every_missing_secret(project, untouched_checkout):
+    code, out = invoke_repro(project, env={"GITHUB_ACTIONS": "true", "MLFLOW_URL": "http://127.0.0.1:9"})
+
+    assert code == 1
+    for name, source in [
+        ("MLFLOW_S3_ENDPOINT_URL", "repository variable MLFLOW_S3_ENDPOINT_URL"),
+        ("AWS_ACCESS_KEY_ID", "secret MINIO_ACCESS_KEY_ID"),
+        ("AWS_SECRET_ACCESS_KEY", "secret MINIO_SECRET_ACCESS_KEY"),
+        ("ACCESS_TOKEN", "secret ACCESS_TOKEN"),
+    ]:
+        assert f"{name} (from {source})" in out
+    assert "MLFLOW_URL (from" not in out and "$ dvc repro" not in out
+
+
+def test_repro_on_actions_refuses_another_python_than_the_locked_one(project, untouched_checkout):
+    pipfile = project / "Pipfile"
+    pipfile.write_text(pipfile.read_text().replace('python_version = "3.11"', 'python_version = "3.10"'))
+    env = {"GITHUB_ACTIONS": "true", "MLFLOW_URL": "http://127.0.0.1:9", "MLFLOW_S3_ENDPOINT_URL": "http://127.0.0.1:9"}
+    env |= {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "ACCESS_TOKEN": "t"}
+
+    code, out = invoke_repro(project, env=env)
+
+    assert code == 1
+    assert "This runner's Python is 3.11, but Pipfile.lock was made for 3.10" in out
+    assert "$ dvc repro" not in out
 
 
 def test_repro_on_actions_stops_at_once_without_mlflow_url(project, untouched_checkout):

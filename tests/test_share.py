@@ -256,20 +256,26 @@ def test_share_puts_results_aside_when_it_loses_the_race(dev, origin, s3, pipeli
 
 
 @pytest.mark.slow
-def test_share_reports_a_refused_push_as_such(dev, origin, s3, pipeline_cache, tmp_path):
-    """A push refused for another reason than a moved branch (protection, token) is an error, not a side branch."""
+def test_share_keeps_results_aside_when_the_push_is_refused(dev, origin, s3, pipeline_cache, tmp_path):
+    """A branch that refuses the push (protected, or a token without rights): results on results/<tag>, said why."""
     tag = tag_run(dev)
+    tagged = commit_of(origin, tag)
     repo = runner(origin, tmp_path / "runner", tag, pipeline_cache, s3_env(s3))
     hook = origin / "hooks" / "pre-receive"
-    hook.write_text("#!/bin/sh\necho 'main is protected' >&2\nexit 1\n")
+    hook.write_text(
+        "#!/bin/sh\nwhile read old new ref; do\n"
+        '  if [ "$ref" = refs/heads/main ]; then echo "main is protected" >&2; exit 1; fi\ndone\n'
+    )
     hook.chmod(0o755)
     before = refs(origin)
 
-    out = share(repo, "--tag", tag, env=s3_env(s3), code=1)
+    out = share(repo, "--tag", tag, env=s3_env(s3))
 
-    assert "Pushing the results to origin/main failed" in out and "main is protected" in out
-    assert "check that the token may push to the branch" in out
-    assert refs(origin) == before  # no results/ branch: the branch did not move, so that would be wrong
+    side = f"refs/heads/results/{tag}"
+    after = refs(origin)
+    assert parents(origin, after.pop(side)) == [tagged] and after == before  # main untouched
+    assert "origin/main refused the push (" in out and "main is protected" in out
+    assert f"on branch results/{tag} instead — merge it into main to keep them there." in out
 
 
 @pytest.mark.slow
@@ -332,7 +338,8 @@ def test_share_follows_the_tag_branch_after_checkout_rewrote_the_tag(dev, origin
 
 
 @pytest.mark.slow
-def test_share_asks_which_branch_when_several_fit(dev, origin, s3, pipeline_cache, tmp_path):
+def test_share_keeps_results_aside_when_no_branch_is_clearly_theirs(dev, origin, s3, pipeline_cache, tmp_path):
+    """Several candidate branches, none named by the tag: the results are kept, on results/<tag>, not guessed."""
     git("push", "--quiet", "origin", "main:feature", cwd=dev)
     tagged = git("rev-parse", "HEAD", cwd=dev)
     git("tag", "run-example-x", cwd=dev)  # lightweight, made by hand: no branch recorded
@@ -340,18 +347,23 @@ def test_share_asks_which_branch_when_several_fit(dev, origin, s3, pipeline_cach
     repo = runner(origin, tmp_path / "runner", "run-example-x", pipeline_cache, s3_env(s3))
     before = refs(origin)
 
-    out = share(repo, "--tag", "run-example-x", env=s3_env(s3), code=1)
+    out = share(repo, "--tag", "run-example-x", env=s3_env(s3))
 
-    assert f"Several branches on origin contain {tagged[:12]}: feature, main — run `invoke share --tag" in out
-    assert "--branch NAME` in a checkout of the tag to choose" in out
-    assert refs(origin) == before
+    side = "refs/heads/results/run-example-x"
+    after = refs(origin)
+    assert parents(origin, after.pop(side)) == [tagged] and after == before
+    assert f"Several branches on origin contain {tagged[:12]} (feature, main) and the tag names none of them" in out
+    assert "on branch results/run-example-x instead — merge it to keep them there." in out
+    assert_data_pushed(s3, s3.dvc_bucket, repo)
 
-    out = share(repo, "--tag", "run-example-x", "--branch", "main", env=s3_env(s3))
-
+    # Told which branch, a fresh runner of another tag on the same commit puts its results there.
+    git("tag", "run-example-y", tagged, cwd=dev)
+    git("push", "--quiet", "origin", "refs/tags/run-example-y", cwd=dev)
+    again = runner(origin, tmp_path / "again", "run-example-y", pipeline_cache, s3_env(s3))
+    out = share(again, "--tag", "run-example-y", "--branch", "main", env=s3_env(s3))
     results = refs(origin)["refs/heads/main"]
     assert f"Results committed as {results[:12]} on origin/main" in out
-    assert parents(origin, results) == [tagged]
-    assert refs(origin)["refs/heads/feature"] == tagged
+    assert parents(origin, results) == [tagged] and refs(origin)["refs/heads/feature"] == tagged
 
 
 ODD_TAGS = ["run-example-x$(touch${IFS}pwned)", "run-example-y;`touch${IFS}pwned`;z"]
@@ -403,36 +415,33 @@ def _unpushable(origin: Path, path: Path, tag: str) -> Path:
 NO_REMOTE_NEEDED = {"MLFLOW_S3_ENDPOINT_URL": "http://127.0.0.1:9"}
 
 
-def test_share_refuses_when_the_tags_branch_no_longer_holds_the_commit(dev, origin, tmp_path):
+@pytest.mark.slow
+def test_share_keeps_results_aside_when_the_tags_branch_is_gone(dev, origin, s3, pipeline_cache, tmp_path):
+    """The tag's branch was merged and deleted while the job ran: the results are kept, not lost or misplaced."""
     git("switch", "--quiet", "-c", "feature", cwd=dev)
     git("push", "--quiet", "origin", "feature", cwd=dev)
     tag = tag_run(dev)  # annotation: Branch: feature
+    tagged = commit_of(origin, tag)
+    repo = runner(origin, tmp_path / "runner", tag, pipeline_cache, s3_env(s3))
     git("push", "--quiet", "origin", "--delete", "feature", cwd=dev)
+
+    out = share(repo, "--tag", tag, env=s3_env(s3))
+
+    assert f"Tag {tag} was made on branch 'feature', which no longer contains {tagged[:12]} on origin" in out
+    assert parents(origin, f"refs/heads/results/{tag}") == [tagged]
+    assert refs(origin)["refs/heads/main"] == tagged  # main also holds the commit, but the tag said feature
+    assert_data_pushed(s3, s3.dvc_bucket, repo)
+
+
+def test_share_refuses_a_branch_that_does_not_hold_the_commit(dev, origin, tmp_path):
+    tag = tag_run(dev)
     repo = _unpushable(origin, tmp_path / "runner", tag)
     before = refs(origin)
 
-    out = share(repo, "--tag", tag, env={**os.environ, **NO_REMOTE_NEEDED}, code=1)
+    out = share(repo, "--tag", tag, "--branch", "elsewhere", env={**os.environ, **NO_REMOTE_NEEDED}, code=1)
 
-    assert f"{tag} was made on branch 'feature', which no longer contains" in out
-    assert "branches that do: main" in out and "--branch NAME` in a checkout of the tag" in out
-    assert refs(origin) == before and git("rev-parse", "HEAD", cwd=repo) == commit_of(origin, tag)
-
-
-def test_share_checks_the_branch_it_is_given_and_needs_one(dev, origin, tmp_path):
-    tag = tag_run(dev)
-    repo = _unpushable(origin, tmp_path / "runner", tag)
-    env = {**os.environ, **NO_REMOTE_NEEDED}
-
-    out = share(repo, "--tag", tag, "--branch", "elsewhere", env=env, code=1)
     assert f"--branch 'elsewhere' on origin does not contain {commit_of(origin, tag)[:12]} — use one of: main." in out
-
-    # A commit that no branch holds (pushed as a tag only): nowhere to put results.
-    orphan = commit_file(dev, "ORPHAN.md", "x\n", "Unpushed work")
-    git("tag", "run-example-orphan", orphan, cwd=dev)
-    git("push", "--quiet", "origin", "refs/tags/run-example-orphan", cwd=dev)
-    repo = _unpushable(origin, tmp_path / "orphan", "run-example-orphan")
-    out = share(repo, "--tag", "run-example-orphan", env=env, code=1)
-    assert f"No branch on origin contains run-example-orphan's commit {orphan[:12]} — push its branch" in out
+    assert refs(origin) == before
 
 
 def test_share_refuses_off_the_tag_and_without_a_remote(dev, origin, tmp_path):

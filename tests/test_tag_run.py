@@ -183,3 +183,16 @@ def test_tag_run_explains_a_dvc_lock_left_by_a_local_repro(dev, origin):
     assert result.returncode == 1
     assert "dvc.lock was changed by a local `invoke repro` — the runner makes its own" in result.stdout
     assert refs(origin) == before and local_tags(dev) == []
+
+
+def test_tag_run_says_why_the_push_failed_and_removes_its_tag(dev, origin):
+    hook = origin / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'tags are frozen today' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    before = refs(origin)
+
+    result = invoke(dev, "tag-run")
+
+    assert result.returncode == 1
+    assert "tags are frozen today" in result.stdout and "the local tag is removed" in result.stdout
+    assert refs(origin) == before and local_tags(dev) == []

@@ -186,3 +186,48 @@ def test_dotenv_is_read_and_real_variables_win(project):
     # .env is gitignored: secrets written there never show up as a change to commit.
     status = subprocess.run(["git", "status", "--porcelain"], cwd=project, check=True, capture_output=True, text=True)
     assert status.stdout == ""
+
+
+def test_stage_run_refuses_a_deleted_experiment_and_survives_a_creation_race(project, tmp_path, monkeypatch):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setattr(tracking, "ROOT", project)
+    uri = f"sqlite:///{tmp_path}/store.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = MlflowClient(tracking_uri=uri)
+    existing = client.create_experiment("raced")
+    # Another run creates the experiment between this run's look-up and its create_experiment.
+    lookup = mlflow.get_experiment_by_name
+    calls = []
+    monkeypatch.setattr(
+        mlflow, "get_experiment_by_name", lambda name: calls.append(name) or (lookup(name) if len(calls) > 1 else None)
+    )
+    with tracking.stage_run("train", "raced", root=tmp_path) as run:
+        pass
+    assert run.info.experiment_id == existing
+    monkeypatch.setattr(mlflow, "get_experiment_by_name", lookup)
+
+    client.delete_experiment(existing)
+    with pytest.raises(ValueError, match="MLflow experiment 'raced' is deleted at sqlite:///.* — restore it in MLflow"):
+        with tracking.stage_run("train", "raced", root=tmp_path):
+            pass
+
+
+def test_git_dirty_ignores_dvc_lock_but_not_code_or_params(project, monkeypatch):
+    monkeypatch.setattr(tracking, "ROOT", project)
+    (project / "dvc.lock").write_text("schema: '2.0'\n")
+    subprocess.run(["git", "add", "dvc.lock"], cwd=project, check=True)
+    subprocess.run(["git", "commit", "-qm", "lock"], cwd=project, check=True)
+
+    (project / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")  # what DVC does between stages
+    assert tracking.run_tags("train")["git_dirty"] == "false"
+    (project / "params.yaml").write_text((project / "params.yaml").read_text() + "# edited\n")
+    assert tracking.run_tags("train")["git_dirty"] == "true"
+
+
+def test_tasks_start_without_heavy_imports():
+    """`invoke --list` must stay instant: tasks.py and src/tracking.py import no mlflow, dvc, sklearn or pandas."""
+    code = "import sys, tasks; print(sorted(m for m in ('mlflow', 'dvc', 'sklearn', 'pandas') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"

@@ -40,6 +40,7 @@ def load_params(section: str, path: Path = PARAMS_FILE) -> dict:
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main() as a command: log lines on stderr, and a bad input as one clear line, no traceback."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    tracking.load_dotenv()  # `dvc repro` run by hand sees the same settings as `invoke repro`
     tracking.quiet()  # before main() imports mlflow, which reads its telemetry switch at import
     log = logging.getLogger(main.__module__)
     try:
