@@ -12,6 +12,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -141,6 +143,48 @@ def test_share_pushes_data_then_commits_results(dev, origin, s3, pipeline_cache,
     assert re.search(r"^\| params\.yaml +\| evaluate\.threshold +\| 0\.5 ", text, re.MULTILINE)  # params
     for stage, run_id in zip(("evaluate", "train"), run_ids, strict=True):
         assert re.search(rf"^- MLflow \({stage}\): run {run_id} ", text, re.MULTILINE)
+
+
+GUARD = """#!{python}
+# origin's guard: refuse any branch whose dvc.lock names an object the DVC remote does not hold yet.
+import subprocess, sys
+import boto3, yaml
+s3 = boto3.client("s3", endpoint_url={endpoint!r}, region_name="us-east-1",
+                  aws_access_key_id="testing", aws_secret_access_key="testing")
+held = {{o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket={bucket!r})
+        for o in page.get("Contents", [])}}
+for line in sys.stdin:
+    old, new, ref = line.split()
+    lock = subprocess.run(["git", "show", new + ":dvc.lock"], capture_output=True, text=True)
+    if lock.returncode:
+        continue
+    outs = [o["md5"] for st in yaml.safe_load(lock.stdout)["stages"].values() for o in st.get("outs", [])]
+    missing = [m for m in outs if "files/md5/%s/%s" % (m[:2], m[2:]) not in held]
+    if missing:
+        sys.exit("refused: %d objects of dvc.lock are not in the DVC remote" % len(missing))
+"""
+
+
+@pytest.mark.slow
+def test_share_pushes_no_ref_before_its_data(dev, origin, s3, pipeline_cache, tmp_path):
+    """Checked where it matters, on origin: a hook refuses a results commit whose data is not on S3 yet."""
+    tag = tag_run(dev)
+    repo = runner(origin, tmp_path / "runner", tag, pipeline_cache, s3_env(s3))
+    hook = origin / "hooks" / "pre-receive"
+    hook.write_text(GUARD.format(python=sys.executable, endpoint=s3.server.endpoint_url, bucket=s3.dvc_bucket))
+    hook.chmod(0o755)
+    # The guard works: a results commit pushed by hand before the data is refused.
+    git("add", "dvc.lock", cwd=repo)
+    git("commit", "--quiet", "-m", "premature", cwd=repo)
+    refused = subprocess.run(
+        ["git", "push", "origin", "HEAD:refs/heads/early"], cwd=repo, capture_output=True, text=True
+    )
+    assert refused.returncode != 0 and "objects of dvc.lock are not in the DVC remote" in refused.stderr
+    git("reset", "--quiet", "--mixed", "HEAD~1", cwd=repo)
+
+    out = share(repo, "--tag", tag, env=s3_env(s3))
+
+    assert "on origin/main" in out and parents(origin, "refs/heads/main") == [commit_of(origin, tag)]
 
 
 @pytest.mark.slow
