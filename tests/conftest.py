@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from gitrepos import clone, git, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -316,15 +317,11 @@ def mlflow_server(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory)
         _stop(proc)
 
 
-def _git(*args: str, cwd: Path) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
-
-
 @pytest.fixture
 def origin(tmp_path: Path, isolated_env: Path) -> Path:
     """An empty bare git repository to push to."""
     path = tmp_path / "origin.git"
-    _git("init", "--bare", "-b", "main", str(path), cwd=tmp_path)
+    git("init", "--bare", "-b", "main", str(path), cwd=tmp_path)
     return path
 
 
@@ -352,16 +349,14 @@ def project(tmp_path: Path, isolated_env: Path) -> Path:
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, target, follow_symlinks=False)
-    _git("init", "-b", "main", cwd=dest)
-    _git("add", "-A", cwd=dest)
-    _git("commit", "--no-verify", "-m", "Initial commit", cwd=dest)
+    git("init", "-b", "main", cwd=dest)
+    git("add", "-A", cwd=dest)
+    git("commit", "--no-verify", "-m", "Initial commit", cwd=dest)
     return dest
 
 
 @pytest.fixture
 def dev(project: Path, origin: Path, tmp_path: Path) -> Path:
     """A developer's clone of `origin`, which holds the project's main."""
-    from gitrepos import clone, publish
-
     publish(project, origin)
     return clone(origin, tmp_path / "dev")

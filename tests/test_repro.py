@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
+from gitrepos import git, lock_outs
 
 ROOT = Path(__file__).resolve().parents[1]
 INVOKE = Path(sys.executable).parent / "invoke"
@@ -36,10 +37,6 @@ def invoke_repro(cwd: Path, *args: str, env: dict[str, str] | None = None) -> tu
     return proc.returncode, proc.stdout
 
 
-def git(*args: str, cwd: Path) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
-
 def outputs(project: Path) -> list[str]:
     """Every output dvc.yaml declares (outs, metrics, plots)."""
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
@@ -52,12 +49,6 @@ def outputs(project: Path) -> list[str]:
 
 def md5s(project: Path, paths: list[str]) -> dict[str, str]:
     return {p: hashlib.md5((project / p).read_bytes()).hexdigest() for p in paths}  # noqa: S324 - DVC's hash
-
-
-def lock_outs(project: Path) -> dict[str, str]:
-    """Output path → md5, as dvc.lock records them."""
-    stages = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
-    return {out["path"]: out["md5"] for stage in stages.values() for out in stage.get("outs", [])}
 
 
 def record(project: Path, stage: str) -> dict[str, str]:
@@ -158,7 +149,7 @@ def test_repro_restores_every_stage_from_the_s3_run_cache(project, s3, tmp_path,
     assert pushed.returncode == 0, pushed.stderr
 
     keys = s3.server.keys(s3.dvc_bucket)
-    outs = lock_outs(project)
+    outs = lock_outs((project / "dvc.lock").read_text())
     assert sorted(outs) == sorted(outputs(project))
     assert [p for p, md5 in outs.items() if f"files/md5/{md5[:2]}/{md5[2:]}" not in keys] == []
     model = outs["models/model.pkl"]
@@ -179,7 +170,7 @@ def test_repro_restores_every_stage_from_the_s3_run_cache(project, s3, tmp_path,
     for stage in STAGES:
         assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in out
     assert md5s(fresh, data) == md5s(project, data)
-    assert lock_outs(fresh) == outs
+    assert lock_outs((fresh / "dvc.lock").read_text()) == outs
     assert record(fresh, "train") == record(project, "train")  # names the MLflow run that made the model
     assert not (fresh / "mlflow.db").exists()  # nothing ran, so nothing was logged
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from gitrepos import git
 
 LEAKY = (
     "MLFLOW_URL", "MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "MLFLOW_EXPERIMENT_NAME",
@@ -19,10 +20,6 @@ LEAKY = (
     "GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_STEP_SUMMARY", "GITHUB_ACTOR", "CI",
     "ACCESS_TOKEN",
 )  # fmt: skip
-
-
-def git(*args: str, cwd: Path) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def test_isolated_env_hides_developer_setup(isolated_env, tmp_path_factory, tmp_path):

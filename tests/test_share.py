@@ -343,13 +343,17 @@ def test_share_without_git_identity_commits_as_github_actor(dev, origin, s3, pip
     assert (repo / ".git" / "config").read_text() == config
 
 
-@pytest.mark.slow
-def test_share_follows_the_branch_named_in_the_tag(dev, origin, s3, pipeline_cache, tmp_path):
-    # feature and main point at the same commit: only the tag's annotation tells them apart.
+def _tag_on_feature(dev: Path, origin: Path) -> tuple[str, str]:
+    """tag-run on a new branch `feature` that points at main's commit: only the annotation tells them apart."""
     git("switch", "--quiet", "-c", "feature", cwd=dev)
     git("push", "--quiet", "origin", "feature", cwd=dev)
     tag = tag_run(dev)
-    tagged = commit_of(origin, tag)
+    return tag, commit_of(origin, tag)
+
+
+@pytest.mark.slow
+def test_share_follows_the_branch_named_in_the_tag(dev, origin, s3, pipeline_cache, tmp_path):
+    tag, tagged = _tag_on_feature(dev, origin)
     repo = runner(origin, tmp_path / "runner", tag, pipeline_cache, s3_env(s3))
 
     out = share(repo, "--tag", tag, env=s3_env(s3))
@@ -362,10 +366,7 @@ def test_share_follows_the_branch_named_in_the_tag(dev, origin, s3, pipeline_cac
 
 @pytest.mark.slow
 def test_share_follows_the_tag_branch_after_checkout_rewrote_the_tag(dev, origin, s3, pipeline_cache, tmp_path):
-    git("switch", "--quiet", "-c", "feature", cwd=dev)
-    git("push", "--quiet", "origin", "feature", cwd=dev)
-    tag = tag_run(dev)
-    tagged = commit_of(origin, tag)
+    tag, tagged = _tag_on_feature(dev, origin)
     repo = clone(origin, tmp_path / "runner")
     # What actions/checkout before v6.0.2 did for a tag push (actions/checkout#290): the tag ends up lightweight,
     # without the annotation that names the branch. share must fetch the tag object itself.
@@ -462,10 +463,7 @@ NO_REMOTE_NEEDED = {"MLFLOW_S3_ENDPOINT_URL": "http://127.0.0.1:9"}
 @pytest.mark.slow
 def test_share_keeps_results_aside_when_the_tags_branch_is_gone(dev, origin, s3, pipeline_cache, tmp_path):
     """The tag's branch was merged and deleted while the job ran: the results are kept, not lost or misplaced."""
-    git("switch", "--quiet", "-c", "feature", cwd=dev)
-    git("push", "--quiet", "origin", "feature", cwd=dev)
-    tag = tag_run(dev)  # annotation: Branch: feature
-    tagged = commit_of(origin, tag)
+    tag, tagged = _tag_on_feature(dev, origin)  # annotation: Branch: feature
     repo = runner(origin, tmp_path / "runner", tag, pipeline_cache, s3_env(s3))
     git("push", "--quiet", "origin", "--delete", "feature", cwd=dev)
 
