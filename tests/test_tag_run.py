@@ -11,6 +11,7 @@ import pytest
 from gitrepos import commit_file, git, invoke, local_tags, refs, tag_run
 
 import tasks
+from src.runloop import run_tag
 
 TAG = re.compile(r"^run-example-main-(\d{8}-\d{6})(-nightly)?$")
 
@@ -162,7 +163,7 @@ def test_tag_run_refuses_a_label_git_rejects(dev, origin, name):
     ],
 )
 def test_actions_url_of_a_github_remote(url):
-    assert tasks._actions_url(url) == (
+    assert run_tag.actions_url(url, tasks.WORKFLOW.name) == (
         "https://github.com/example-org/ml.proj/actions/workflows/github_actions_pipeline.yml"
     )
 
@@ -171,7 +172,7 @@ def test_actions_url_of_a_github_remote(url):
     "url", [None, "/srv/git/mlproj.git", "https://gitlab.com/example-org/mlproj.git", "https://github.com/org"]
 )
 def test_actions_url_of_another_remote_is_none(url):
-    assert tasks._actions_url(url) is None
+    assert run_tag.actions_url(url, tasks.WORKFLOW.name) is None
 
 
 def test_tag_run_explains_a_dvc_lock_left_by_a_local_repro(dev, origin):

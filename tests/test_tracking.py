@@ -1,4 +1,4 @@
-"""src/tracking.py: the environment, where MLflow runs go, how they are tagged and recorded."""
+"""src/runloop/environment.py and tracking.py: the settings, where MLflow runs go, how they are tagged and recorded."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from src import tracking
+from src.runloop import environment, tracking
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,14 +26,14 @@ ROOT = Path(__file__).resolve().parents[1]
     ],
 )
 def test_tracking_uri_precedence(tmp_path, env, expected):
-    assert tracking.tracking_uri(env, root=tmp_path) == (expected or f"sqlite:///{tmp_path}/mlflow.db")
+    assert environment.tracking_uri(env, root=tmp_path) == (expected or f"sqlite:///{tmp_path}/mlflow.db")
 
 
 def test_tracking_uri_defaults_to_the_project_root_and_reads_the_environment(monkeypatch):
-    assert tracking.ROOT == ROOT
-    assert tracking.tracking_uri() == f"sqlite:///{ROOT}/mlflow.db"
+    assert environment.ROOT == ROOT
+    assert environment.tracking_uri() == f"sqlite:///{ROOT}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-env:5000")
-    assert tracking.tracking_uri() == "http://from-env:5000"
+    assert environment.tracking_uri() == "http://from-env:5000"
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ def test_tracking_uri_defaults_to_the_project_root_and_reads_the_environment(mon
     ],
 )
 def test_redact_strips_credentials(uri, expected):
-    assert tracking.redact(uri) == expected
+    assert environment.redact(uri) == expected
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ def test_redact_strips_credentials(uri, expected):
     ],
 )
 def test_is_local_store(uri, local):
-    assert tracking.is_local_store(uri) is local
+    assert environment.is_local_store(uri) is local
 
 
 @pytest.mark.parametrize(
@@ -80,14 +80,14 @@ def test_is_local_store(uri, local):
     ],
 )
 def test_run_tag(env, expected):
-    assert tracking.run_tag(env) == expected
+    assert environment.run_tag(env) == expected
 
 
 def test_ci_run_url():
     env = {"GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "acme/example", "GITHUB_RUN_ID": "42"}
-    assert tracking.ci_run_url(env) == "https://github.com/acme/example/actions/runs/42"
-    assert tracking.ci_run_url({**env, "GITHUB_RUN_ID": ""}) is None
-    assert tracking.ci_run_url({k: v for k, v in env.items() if k != "GITHUB_REPOSITORY"}) is None
+    assert environment.ci_run_url(env) == "https://github.com/acme/example/actions/runs/42"
+    assert environment.ci_run_url({**env, "GITHUB_RUN_ID": ""}) is None
+    assert environment.ci_run_url({k: v for k, v in env.items() if k != "GITHUB_REPOSITORY"}) is None
 
 
 def test_run_tags_name_the_commit_and_the_launch():
@@ -170,7 +170,7 @@ def test_stage_run_records_each_run_and_nests_evaluate_under_train(project, tmp_
 
 
 def _dotenv_uri(project: Path, **env: str) -> str:
-    code = "from src import tracking; tracking.load_dotenv(); print(tracking.tracking_uri())"
+    code = "from src.runloop import environment as e; e.load_dotenv(); print(e.tracking_uri())"
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=project, env={**os.environ, **env}, check=True, capture_output=True, text=True
     )
@@ -227,7 +227,7 @@ def test_git_dirty_ignores_dvc_lock_but_not_code_or_params(project, monkeypatch)
 
 
 def test_tasks_start_without_heavy_imports():
-    """`invoke --list` must stay instant: tasks.py and src/tracking.py import no mlflow, dvc, sklearn or pandas."""
+    """`invoke --list` must stay instant: tasks.py and src/runloop import no mlflow, dvc, sklearn or pandas."""
     code = "import sys, tasks; print(sorted(m for m in ('mlflow', 'dvc', 'sklearn', 'pandas') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "[]"

@@ -34,6 +34,7 @@ from gitrepos import (
 )
 
 import tasks
+from src.runloop import run_tag, runner
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / tasks.WORKFLOW
@@ -66,7 +67,7 @@ def test_workflow_runs_for_the_tags_tag_run_makes(workflow):
     assert workflow[True] == {"push": {"tags": [f"{tasks.TAG_PREFIX}*"]}}
     (pattern,) = workflow[True]["push"]["tags"]
     # GitHub's `*` matches anything but "/"; tag-run's names never hold one (the branch is slugged).
-    made = "-".join([tasks.TAG_PREFIX, tasks._slug("feature/New_Idea"), "20260102-030405", "nightly"])
+    made = "-".join([tasks.TAG_PREFIX, run_tag.slug("feature/New_Idea"), "20260102-030405", "nightly"])
     assert "/" not in made and fnmatch(made, pattern)
     assert not fnmatch("example-run-main-20260102-030405", pattern)
 
@@ -100,7 +101,7 @@ def test_workflow_steps_are_single_task_calls(job):
 def test_workflow_env_gives_the_tasks_their_settings(job):
     env = job["env"]
     sources = {"secret": "secrets", "repository variable": "vars"}
-    for name, where in tasks.CI_SETTINGS.items():
+    for name, where in runner.CI_SETTINGS.items():
         kind, _, setting = where.rpartition(" ")
         assert env[name] == f"${{{{ {sources[kind]}.{setting} }}}}", name
     # And the names the runner's settings have, spelled out.

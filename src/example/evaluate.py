@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from src.example import config
+from src.runloop.stage import load_params, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +76,10 @@ def figure(evaluation: Evaluation) -> Any:
 def main() -> None:
     import mlflow
 
-    from src import tracking
+    from src.runloop import tracking
 
-    params = config.load_params("evaluate")
-    experiment = config.load_params("train")["experiment"]
+    params = load_params("evaluate")
+    experiment = load_params("train")["experiment"]
     root = config.ROOT
     with open(root / config.MODEL, "rb") as f:
         model = pickle.load(f)  # noqa: S301 - our own stage output, tracked by DVC
@@ -102,4 +103,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    config.run_stage(main)
+    run_stage(main)

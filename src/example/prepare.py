@@ -8,6 +8,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from src.example import config
+from src.runloop.stage import load_params, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def prepare(raw: pd.DataFrame, test_size: float, val_size: float, seed: int) -> 
 
 
 def main() -> None:
-    params = config.load_params("prepare")
+    params = load_params("prepare")
     log.info("Prepare start: %s", params)
     raw = pd.read_csv(config.ROOT / config.RAW_DATA)
     splits = prepare(raw, float(params["test_size"]), float(params["val_size"]), int(params["seed"]))
@@ -60,4 +61,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    config.run_stage(main)
+    run_stage(main)

@@ -7,6 +7,7 @@ import logging
 import pandas as pd
 
 from src.example import config
+from src.runloop.stage import load_params, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ def query(dataset: str) -> pd.DataFrame:
 
 
 def main() -> None:
-    params = config.load_params("query")
+    params = load_params("query")
     log.info("Query start: dataset=%s", params["dataset"])
     raw = query(params["dataset"])
     out = config.ROOT / config.RAW_DATA
@@ -34,4 +35,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    config.run_stage(main)
+    run_stage(main)

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from src.example import config
+from src.runloop.stage import load_params, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +74,9 @@ def train(
 def main() -> None:
     import mlflow
 
-    from src import tracking
+    from src.runloop import tracking
 
-    params = config.load_params("train")
+    params = load_params("train")
     root = config.ROOT
     train_data = pd.read_csv(root / config.TRAIN_DATA)
     val_data = pd.read_csv(root / config.VAL_DATA)
@@ -103,4 +104,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    config.run_stage(main)
+    run_stage(main)

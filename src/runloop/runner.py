@@ -1,0 +1,63 @@
+"""What a run needs on the CI runner: its settings, the locked Python, and the environment the pipeline runs in."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from invoke import Exit
+
+from src.runloop import environment
+
+# Variables a CI run needs, and where a team sets each one in the repository settings.
+CI_SETTINGS = {
+    "MLFLOW_URL": "repository variable MLFLOW_URL",
+    "MLFLOW_S3_ENDPOINT_URL": "repository variable MLFLOW_S3_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID": "secret MINIO_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY": "secret MINIO_SECRET_ACCESS_KEY",
+    "ACCESS_TOKEN": "secret ACCESS_TOKEN",
+}
+
+
+def at_root() -> None:
+    """Work from the project's root, wherever invoke was started (it finds tasks.py from subfolders too)."""
+    os.chdir(environment.ROOT)
+
+
+def pipeline_environment() -> dict[str, str]:
+    """The environment the pipeline runs in: `.env` read in (real variables win) and the tracking URI fixed."""
+    environment.load_dotenv()
+    env = {**environment.QUIET, **os.environ}
+    env["MLFLOW_TRACKING_URI"] = environment.tracking_uri(env)
+    # Stages run `python`: make it this interpreter even when the venv is not activated.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def on_actions(env: Mapping[str, str]) -> bool:
+    return env.get("GITHUB_ACTIONS") == "true"
+
+
+def require_ci_settings(env: Mapping[str, str]) -> None:
+    """On GitHub Actions, stop at once if a variable or secret the run needs is missing, or Python is another."""
+    import tomllib
+
+    pipfile = tomllib.loads((environment.ROOT / "Pipfile").read_text())
+    wanted = pipfile.get("requires", {}).get("python_version")
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if wanted and running != wanted:
+        raise Exit(
+            f"This runner's Python is {running}, but Pipfile.lock was made for {wanted} (Pipfile [requires]) — put "
+            f"Python {wanted} first on the runner's PATH; results from another Python are not the locked ones.",
+            code=1,
+        )
+    missing = [name for name in CI_SETTINGS if not environment.env_value(name, env)]
+    if missing:
+        where = ", ".join(f"{n} (from {CI_SETTINGS[n]})" for n in missing)
+        raise Exit(
+            f"Missing on this runner: {where} — set them in the repository's Settings → Secrets and variables "
+            "→ Actions (see the README's environment table).",
+            code=1,
+        )
