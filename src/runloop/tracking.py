@@ -49,6 +49,41 @@ def run_tags(stage: str, env: Mapping[str, str] | None = None) -> dict[str, str]
     return {k: v for k, v in tags.items() if v is not None}
 
 
+def locked_requirements(*names: str, lock: Path | None = None) -> list[str]:
+    """`name==version` of each distribution as Pipfile.lock pins it: a logged model's pip requirements.
+
+    MLflow would otherwise guess them by importing the model's modules: slow, and not the locked versions.
+    """
+    packages = json.loads((lock or ROOT / "Pipfile.lock").read_text())["default"]
+    missing = [n for n in names if n not in packages]
+    if missing:
+        raise ValueError(f"Pipfile.lock pins no {', '.join(missing)} — add it to the Pipfile and run `pipenv lock`")
+    return [f"{n}{packages[n]['version']}" for n in names]
+
+
+def register_model(model_uri: str, name: str, run: Any) -> Any:
+    """A new version of registered model `name` from `model_uri`, tied to `run`'s tag and commit.
+
+    Called only when the stage executes: a stage restored from the run cache registers nothing, and its record
+    (runs/<stage>.json) names the run whose version it is (MLflow links a version to its run).
+    """
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    tags = run.data.tags
+    wanted = {"run_tag": tags.get("run_tag"), "git_commit": tags.get("git_commit")}
+    version = mlflow.register_model(model_uri, name, tags={k: v for k, v in wanted.items() if v})
+    launch = f"run tag {wanted['run_tag']}" if wanted["run_tag"] else "a run without a tag (a local `invoke repro`)"
+    ci = f"; CI run {tags['ci_run_url']}" if tags.get("ci_run_url") else ""
+    description = (
+        f"Made by MLflow run {run.info.run_id} (stage {tags.get('stage')}) of {launch}, "
+        f"at commit {wanted['git_commit']}{ci}."
+    )
+    MlflowClient().update_model_version(name, version.version, description=description)
+    log.info("Registered model %s version %s", name, version.version)
+    return version
+
+
 def read_record(path: Path) -> dict[str, Any] | None:
     """A stage's run record, or None when there is none (the stage never ran here or failed)."""
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import re
 from pathlib import Path
 from urllib.parse import urlparse
@@ -12,6 +13,21 @@ from gitrepos import copy_project, git, invoke_repro, md5s, outputs, record
 
 STAGES = ("query", "prepare", "train", "evaluate")
 EXPERIMENT = "breast-cancer-example"
+REGISTERED = "breast-cancer-classifier"
+
+
+def assert_same_predictions(example: Path, store: str, model_uri: str) -> None:
+    """The MLflow model at `model_uri` predicts exactly what the DVC-tracked pickle predicts on the test split."""
+    import mlflow
+    import pandas as pd
+
+    mlflow.set_tracking_uri(store)
+    features = pd.read_csv(example / "data/prepared/test.csv").drop(columns="target")
+    with open(example / "models/model.pkl", "rb") as f:
+        pickled = pickle.load(f)  # noqa: S301 - the test's own pipeline output
+    assert (mlflow.pyfunc.load_model(model_uri).predict(features) == pickled.predict(features)).all()
+    requirements = mlflow.pyfunc.get_model_dependencies(model_uri)
+    assert "scikit-learn==1.9.1" in Path(requirements).read_text().splitlines()  # from Pipfile.lock
 
 
 @pytest.fixture
@@ -61,8 +77,14 @@ def test_example_on_embedded_defaults_then_force(example, untouched_checkout):
     assert run.data.params["best_model"] == max(train_metrics["val_accuracy"], key=train_metrics["val_accuracy"].get)
     artifacts = Path(urlparse(run.info.artifact_uri).path)
     assert artifacts.is_relative_to(example / "mlartifacts")
-    assert (artifacts / "model" / "model.pkl").read_bytes() == (example / "models/model.pkl").read_bytes()
     assert (Path(urlparse(evaluation.info.artifact_uri).path) / "plots" / "evaluation.png").is_file()
+    # The model is an MLflow sklearn model, registered as version 1 of train.registered_model, tied to its run.
+    client = MlflowClient(tracking_uri=store)
+    (version,) = client.search_model_versions(f"name='{REGISTERED}'")
+    assert (str(version.version), version.run_id) == ("1", run_id)
+    assert version.tags == {"git_commit": head}
+    assert f"Made by MLflow run {run_id} (stage train)" in version.description
+    assert_same_predictions(example, store, f"models:/{REGISTERED}/1")
 
     # Outputs, mlflow.db and mlartifacts are ignored: only dvc.lock is new (tag-run names it when it refuses).
     assert git("status", "--porcelain", cwd=example) == "?? dvc.lock"
@@ -78,6 +100,9 @@ def test_example_on_embedded_defaults_then_force(example, untouched_checkout):
     rerun_id = record(example, "train")["run_id"]
     assert rerun_id != run_id
     assert MlflowClient(tracking_uri=store).get_run(rerun_id).data.tags["git_commit"] == head
+    # Each executed train registers a version of its own.
+    versions = client.search_model_versions(f"name='{REGISTERED}'")
+    assert sorted((str(v.version), v.run_id) for v in versions) == [("1", run_id), ("2", rerun_id)]
 
 
 @pytest.mark.slow
