@@ -76,7 +76,7 @@ def main() -> None:
 
     from src.runloop import tracking
 
-    params = load_params("train")
+    params = load_params("train", types={"seed": int, "experiment": str, "candidates": dict})
     root = config.ROOT
     train_data = pd.read_csv(root / config.TRAIN_DATA)
     val_data = pd.read_csv(root / config.VAL_DATA)
