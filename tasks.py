@@ -175,22 +175,22 @@ def _print_share_plan(
 @task(
     help={
         "json": "Print the rows as JSON (a list of {check, status, detail, fix}) for scripts.",
-        "runner": "Check as on the CI runner: every variable and secret the workflow passes must be set.",
+        "on_runner": "Check as on the CI runner: every variable and secret the workflow passes must be set.",
         "remote": "The git remote `invoke share` pushes to.",
         "dry_run": "Make only the checks that contact nothing (no S3, MLflow or git remote).",
     }
 )
-def doctor(c: Context, json: bool = False, runner: bool = False, remote: str = "origin", dry_run: bool = False) -> None:
+def doctor(
+    c: Context, json: bool = False, on_runner: bool = False, remote: str = "origin", dry_run: bool = False
+) -> None:
     """Check this machine can run and share the pipeline: one row per check (ok / failed: why / fix)."""
-    from src.runloop import runner as machine
-
-    machine.at_root()
-    env = machine.pipeline_environment(strict=False)  # an unreadable .env is a row of its own
-    rows = checks.doctor(env, runner or machine.on_actions(env), remote, network=not dry_run)
+    runner.at_root()
+    env = runner.pipeline_environment(strict=False)  # an unreadable .env is a row of its own
+    rows = checks.doctor(env, on_runner or runner.on_actions(env), remote, network=not dry_run)
     if json:
         import json as json_
 
-        print(json_.dumps([row.__dict__ for row in rows], indent=2))
+        print(json_.dumps([row._asdict() for row in rows], indent=2))
     else:
         print(checks.table(rows))
     if failed := [row.check for row in rows if row.status == checks.FAILED]:

@@ -110,7 +110,7 @@ def test_doctor_names_each_failure_with_its_fix_and_no_secret(project):
 
 
 def test_doctor_as_the_runner_lists_every_missing_setting(project):
-    code, out = run_invoke(project, "doctor", "--runner", "--dry-run", "--json")
+    code, out = run_invoke(project, "doctor", "--on-runner", "--dry-run", "--json")
 
     assert code == 1
     settings = rows(out[: out.rindex("]") + 1])["settings"]

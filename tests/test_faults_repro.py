@@ -267,12 +267,13 @@ def test_repro_on_actions_lists_every_missing_setting_in_one_message(tiny):
         (
             "params.yaml",
             "sleeper:\n  experiment: faults\n   seconds: 0\n",
-            "files: params.yaml line 3, column 11 is not valid YAML (mapping values are not allowed here) — fix it",
+            "files: params.yaml line 3, column 11 is not valid YAML (mapping values are not allowed in this context) "
+            "— fix it",
         ),
         (
             "dvc.yaml",
             TINY_DVC_YAML.replace("    outs:\n", "    outs:\n  - [\n"),
-            "files: dvc.yaml line 10, column 3 is not valid YAML (expected <block end>, but found '-') — fix it",
+            "files: dvc.yaml line 10, column 3 is not valid YAML (did not find expected key) — fix it",
         ),
         (
             "dvc.yaml",

@@ -11,8 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from invoke import Exit
 
@@ -22,8 +21,7 @@ OK, WARNING, FAILED, SKIPPED = "ok", "warning", "failed", "skipped"
 SYNC_FIX = "run `pipenv sync --system` (it never removes packages: on a long-lived runner, uninstall the rest)"
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(NamedTuple):
     check: str
     status: str
     detail: str
