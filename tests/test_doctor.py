@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from faults_fixtures import lines, run_invoke
 from gitrepos import git, publish
 
@@ -24,6 +25,7 @@ def clean(out: str) -> None:
         assert secret not in out, out
 
 
+@pytest.mark.slow
 def test_doctor_on_a_configured_machine_says_ok_to_everything(project, origin, s3, mlflow_server):
     publish(project, origin)
     git("config", "user.name", "Runner", cwd=project)

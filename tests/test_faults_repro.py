@@ -80,6 +80,7 @@ def test_repro_stops_before_any_stage_when_mlflow_is_down(tiny):
     nothing_ran(tiny, out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("suffix", "shown"),
     [("/not-mlflow", "/not-mlflow"), (f"/not-mlflow?token={TOKEN}&x=1", "/not-mlflow?token=***&x=1")],
@@ -98,6 +99,7 @@ def test_repro_names_a_url_that_answers_404(tiny, mlflow_server, suffix, shown):
     nothing_ran(tiny, out)
 
 
+@pytest.mark.slow
 def test_mlflow_check_creates_the_experiment_and_refuses_a_deleted_one(mlflow_server):
     client = mlflow_server.client()
     url = mlflow_server.url.replace("http://", f"http://ci:{PASSWORD}@")
@@ -195,6 +197,7 @@ def test_repro_stops_before_the_pipeline_when_s3_is_unreachable(tiny):
     nothing_ran(tiny, out)
 
 
+@pytest.mark.slow
 def test_repro_names_a_missing_bucket(tiny, s3):
     env = s3_env(s3.server.endpoint_url, "no-such-bucket", s3.server.access_key)
 
@@ -209,6 +212,7 @@ def test_repro_names_a_missing_bucket(tiny, s3):
     nothing_ran(tiny, out)
 
 
+@pytest.mark.slow
 def test_repro_names_refused_credentials_and_shows_no_secret(tiny, s3_with_auth):
     env = s3_env(s3_with_auth.endpoint_url, s3_with_auth.bucket, s3_with_auth.access_key, AWS_SECRET)
 
@@ -224,6 +228,7 @@ def test_repro_names_refused_credentials_and_shows_no_secret(tiny, s3_with_auth)
     nothing_ran(tiny, out)
 
 
+@pytest.mark.slow
 def test_repro_with_a_reachable_writable_remote_leaves_no_probe_behind(tiny, s3_with_auth):
     env = {
         **s3_env(s3_with_auth.endpoint_url, s3_with_auth.bucket, s3_with_auth.access_key, s3_with_auth.secret_key),
@@ -317,6 +322,7 @@ def test_repro_stops_on_a_dotenv_line_it_cannot_parse(tiny):
     assert lines(done.stderr) == [f"ERROR __main__: {lines(out)[0]}"]
 
 
+@pytest.mark.slow
 def test_a_wrong_typed_param_is_one_line_with_file_key_and_line(tiny):
     (tiny / "params.yaml").write_text(TINY_PARAMS.replace("seconds: 0", "seconds: [0.2]"))
 
@@ -388,6 +394,7 @@ def test_repro_on_the_runner_fails_on_a_version_the_lock_does_not_pin(tiny, tmp_
     nothing_ran(tiny, out)
 
 
+@pytest.mark.slow
 def test_repro_lists_extra_packages_and_records_them_with_the_run(tiny, tmp_path, mlflow_server):
     left = pip_install_into(tmp_path / "left", wheel(tmp_path, "leftover-tool", "1.2.3"))
     env = {"PYTHONPATH": str(left), "MLFLOW_URL": mlflow_server.url}
@@ -427,6 +434,7 @@ UNPUSHED = """  third:
 """
 
 
+@pytest.mark.slow
 def test_repro_warns_of_outputs_that_cannot_be_shared(project):
     write_tiny(project, TWO_STAGES + UNCACHED + UNPUSHED, "{}\n")
 
@@ -440,6 +448,7 @@ def test_repro_warns_of_outputs_that_cannot_be_shared(project):
     assert (project / "second.txt").read_text() == "second"
 
 
+@pytest.mark.slow
 def test_repro_fails_naming_a_stage_dvc_skipped(project, tmp_path):
     # DVC 3.67's `dvc repro --pull` says "up to date" and never runs a new stage whose outputs are all
     # `cache: false`; repro must not pass that off as a finished pipeline.
@@ -468,6 +477,7 @@ def test_repro_fails_naming_a_stage_dvc_skipped(project, tmp_path):
     assert (project / "second.txt").read_text() == "second"
 
 
+@pytest.mark.slow
 def test_repro_fails_when_dvc_reports_a_stage_changed_after_it_ran(project):
     # A later stage rewrites an earlier stage's output (same size, other bytes): DVC's status says so.
     write_tiny(
@@ -502,6 +512,7 @@ def test_repro_fails_when_dvc_reports_a_stage_changed_after_it_ran(project):
 # --- row 9 / hole 6, repro's side: SIGINT and SIGTERM during a stage ---------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_during_a_stage_stops_everything_and_marks_the_run_killed(tiny, tmp_path, mlflow_server, signum):
     (tiny / "params.yaml").write_text(TINY_PARAMS.replace("seconds: 0", "seconds: 300"))
@@ -556,6 +567,7 @@ def test_a_signal_during_a_stage_stops_everything_and_marks_the_run_killed(tiny,
     assert (tiny / "out" / "sleeper.txt").read_text() == "slept 0\n"
 
 
+@pytest.mark.slow
 def test_a_stage_sent_sigterm_directly_marks_its_run_killed(tiny, tmp_path, mlflow_server):
     # GitHub's runner may signal the stage's process itself: it closes its MLflow run on its way out too.
     (tiny / "params.yaml").write_text(TINY_PARAMS.replace("seconds: 0", "seconds: 300"))
