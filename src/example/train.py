@@ -91,7 +91,7 @@ def _log_model(run: Any, model: Any, train_data: pd.DataFrame, registered_model:
 def main() -> None:
     import mlflow
 
-    params = load_params("train")
+    params = load_params("train", types={"seed": int, "experiment": str, "registered_model": str, "candidates": dict})
     root = config.ROOT
     train_data = pd.read_csv(root / config.TRAIN_DATA)
     val_data = pd.read_csv(root / config.VAL_DATA)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -45,6 +46,8 @@ def run_tags(stage: str, env: Mapping[str, str] | None = None) -> dict[str, str]
         "git_dirty": None if dirty is None else str(bool(dirty)).lower(),
         "run_tag": environment.run_tag(env),
         "ci_run_url": environment.ci_run_url(env),
+        # Packages the runner has beyond Pipfile.lock (left there by other jobs), as `invoke repro` found them.
+        "python_extras": (environment.env_value("RUN_PYTHON_EXTRAS", env) or "")[:5000] or None,
     }
     return {k: v for k, v in tags.items() if v is not None}
 
@@ -133,6 +136,17 @@ def _reachable(mlflow: Any, record: dict[str, Any] | None, uri: str) -> str | No
         return None
 
 
+def _end_killed(mlflow: Any) -> None:
+    """Mark the active run KILLED (Ctrl-C, or a cancelled job's SIGINT/SIGTERM) instead of leaving it RUNNING."""
+    # A second signal (GitHub sends SIGTERM after SIGINT) must not cut this last request short.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    try:
+        mlflow.end_run(status="KILLED")
+    except Exception as exc:  # noqa: BLE001 - the server may be what went away; the interrupt is the news
+        log.warning("Could not mark the MLflow run KILLED: %s", environment.one_line(environment.scrub(str(exc))))
+
+
 @contextmanager
 def stage_run(
     stage: str, experiment: str, root: Path = ROOT, after: str | None = None, params: Mapping[str, Any] | None = None
@@ -152,8 +166,12 @@ def stage_run(
     if after and (parent := _reachable(mlflow, read_record(root / RUNS_DIR / f"{after}.json"), uri)):
         tags["mlflow.parentRunId"] = parent
     with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
-        mlflow.log_params(dict(params or {}))
-        yield run
+        try:
+            mlflow.log_params(dict(params or {}))
+            yield run
+        except KeyboardInterrupt:
+            _end_killed(mlflow)
+            raise
     info = run.info
     record = {"stage": stage, "run_id": info.run_id, "experiment_id": info.experiment_id, "tracking_uri": redact(uri)}
     (root / RUNS_DIR).mkdir(parents=True, exist_ok=True)
