@@ -140,6 +140,21 @@ def test_refuses_a_ref_that_names_no_commit(project, tmp_path):
     )  # fmt: skip
 
 
+def test_refuses_a_commit_with_a_dotenv_committed(project, tmp_path):
+    (project / ".env").write_text("MLFLOW_URL=http://127.0.0.1:9\n")
+    git("add", "--force", ".env", cwd=project)
+    git("commit", "--quiet", "-m", "Commit the settings by mistake", cwd=project)
+
+    result = rehearse(project, env={"TMPDIR": str(tmp_path)})
+
+    assert (result.returncode, result.stdout.splitlines()) == (
+        1,
+        [f"{commit_of(project, 'HEAD')[:12]} has a .env committed — the rehearsal never sends your settings to "
+         "the runner: remove it from git (git rm --cached .env; it is gitignored) and rehearse again."],
+    )  # fmt: skip
+    assert list(tmp_path.glob("rehearsal-*")) == []
+
+
 def test_nox_lists_the_session_and_the_session_runs_the_module():
     import inspect
 

@@ -307,11 +307,10 @@ def target(root: Path, ref: str | None, env: Mapping[str, str]) -> Target:
         what = f"--ref {ref!r} names no commit here" if ref else "HEAD has no commit yet"
         raise Refused(f"{what} — pass a branch, tag or commit this clone has (git log --oneline shows them).")
     current = _probe("symbolic-ref", "--quiet", "--short", "HEAD", cwd=root, env=env)
-    dirty = bool(_git("status", "--porcelain", cwd=root, env=env))
     if not ref:
         if not current:
             raise Refused("HEAD is detached — check out the branch the run belongs to, or pass --ref REF.")
-        return Target(commit, current, dirty)
+        return Target(commit, current, dirty=bool(_git("status", "--porcelain", cwd=root, env=env)))
     candidates = [ref] if _probe("show-ref", "--verify", "--quiet", f"refs/heads/{ref}", cwd=root, env=env) else []
     candidates += [current] if current else []
     listed = _git("branch", "--contains", commit, "--format=%(refname:short)", cwd=root, env=env)
@@ -505,7 +504,8 @@ def job_summary(markdown: str) -> None:
     from rich.console import Console
     from rich.markdown import Markdown
 
-    Console(width=min(shutil.get_terminal_size((100, 24)).columns, 120)).print(Markdown(markdown))
+    # A terminal is as wide as it is; a log file gets room for a summary's wide metrics table.
+    Console(width=None if sys.stdout.isatty() else 200).print(Markdown(markdown))
 
 
 # -- the rehearsal --------------------------------------------------------------------------------------------------
