@@ -587,6 +587,7 @@ def verdict(result: ActRun) -> int:
     if result.returncode == 0 and result.job_result == "success":
         print("\nThe job succeeded: push the commit and `invoke tag-run` to run it for real.")
         return 0
+    sys.stdout.flush()  # the verdict comes last, after everything printed so far
     if step := result.failed_step:
         print(f"\nThe job failed at step {step!r} (its log is above) — fix it and rehearse again.", file=sys.stderr)
     else:
@@ -662,14 +663,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return rehearse(args.ref, args.keep)
     except Refused as exc:
-        print(exc, file=sys.stderr)
-        return 1
+        message, code = str(exc), 1
     except services.ServiceError as exc:
-        print(f"A throwaway service did not start — {exc}", file=sys.stderr)
-        return 1
+        message, code = f"A throwaway service did not start — {exc}", 1
     except KeyboardInterrupt:
-        print("Interrupted: the services are stopped and nothing was kept.", file=sys.stderr)
-        return 130
+        message, code = "Interrupted: the services are stopped and nothing was kept.", 130
+    sys.stdout.flush()  # the message comes last, after everything printed so far
+    print(message, file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":
