@@ -42,7 +42,11 @@ from gitrepos import (
 @pytest.fixture(scope="module")
 def pipeline_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The DVC cache (outputs and run cache) of one pipeline run of this project, without any remote."""
-    base = tmp_path_factory.mktemp("pipeline")
+    return make_pipeline_cache(tmp_path_factory.mktemp("pipeline"))
+
+
+def make_pipeline_cache(base: Path) -> Path:
+    """Run the pipeline once in a copy of this project under `base`; its DVC cache, run cache included."""
     env = _isolated(dict(os.environ), base)  # module scope: set up before the per-test isolation
     repo = base / "project"
     for name in _project_files(ROOT):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from invoke import Exit
 
-from src.runloop import environment
+from src.runloop import environment, push_credential
 
 # Variables a CI run needs, and where a team sets each one in the repository settings.
 CI_SETTINGS = {
@@ -27,8 +27,10 @@ def at_root() -> None:
 
 
 def pipeline_environment() -> dict[str, str]:
-    """The environment the pipeline runs in: `.env` read in (real variables win) and the tracking URI fixed."""
+    """The environment the pipeline runs in: `.env` read in (real variables win), the tracking URI fixed, and
+    never the push token (ACCESS_TOKEN_SET says whether there is one)."""
     environment.load_dotenv()
+    push_credential.withhold()
     env = {**environment.QUIET, **os.environ}
     env["MLFLOW_TRACKING_URI"] = environment.tracking_uri(env)
     # Stages run `python`: make it this interpreter even when the venv is not activated.
@@ -53,7 +55,7 @@ def require_ci_settings(env: Mapping[str, str]) -> None:
             f"Python {wanted} first on the runner's PATH; results from another Python are not the locked ones.",
             code=1,
         )
-    missing = [name for name in CI_SETTINGS if not environment.env_value(name, env)]
+    missing = [name for name in CI_SETTINGS if not _is_set(name, env)]
     if missing:
         where = ", ".join(f"{n} (from {CI_SETTINGS[n]})" for n in missing)
         raise Exit(
@@ -61,3 +63,8 @@ def require_ci_settings(env: Mapping[str, str]) -> None:
             "→ Actions (see the README's environment table).",
             code=1,
         )
+
+
+def _is_set(name: str, env: Mapping[str, str]) -> bool:
+    # The push token is the one setting repro may not see: the workflow tells it whether the secret is set.
+    return push_credential.is_set(env) if name == push_credential.VARIABLE else bool(environment.env_value(name, env))
