@@ -199,7 +199,13 @@ class Act:
         )
         return event
 
-    def command(self, repo: Path, tag: str, variables: Mapping[str, str] | None = None) -> list[str]:
+    def command(
+        self,
+        repo: Path,
+        tag: str,
+        variables: Mapping[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None,
+    ) -> list[str]:
         """act's command line for a push of `tag`, checked out in `repo`."""
         self.count += 1
         workflow = repo / self.workflow
@@ -208,7 +214,7 @@ class Act:
             find_act(self.env["PATH"]), "push", "-C", str(repo), "-W", str(workflow), "-e", str(self._event(repo, tag)),
             *[arg for label in platforms for arg in ("-P", f"{label}=-self-hosted")],
             "--no-cache-server", "-a", self.actor, "--json",
-            "--secret-file", str(self._dotenv("secrets", self.secrets)),
+            "--secret-file", str(self._dotenv("secrets", self.secrets if secrets is None else secrets)),
             "--var-file", str(self._dotenv("vars", self.variables if variables is None else variables)),
             "--env-file", str(self._dotenv("env", self.env_file)),
         ]  # fmt: skip
@@ -220,9 +226,13 @@ class Act:
         variables: Mapping[str, str] | None = None,
         on_entry: Callable[[dict], None] | None = None,
         timeout: float | None = 600,
+        secrets: Mapping[str, str] | None = None,
     ) -> ActRun:
-        """Run the workflow for `tag` in `repo`; each log entry goes to `on_entry` as act writes it."""
-        cmd = self.command(repo, tag, variables)
+        """Run the workflow for `tag` in `repo`; each log entry goes to `on_entry` as act writes it.
+
+        `variables` and `secrets` replace the repository variables and secrets given at construction, for this run.
+        """
+        cmd = self.command(repo, tag, variables, secrets)
         proc = subprocess.Popen(
             cmd,
             cwd=self.cwd,
