@@ -3,6 +3,7 @@
     invoke tag-run   tag HEAD as a run and push only that tag; the tag starts the workflow on the runner
     invoke repro     (on the runner) run the DVC pipeline; the stages log to MLflow
     invoke share     (on the runner) push the data, commit dvc.lock as "<subject>-results", push the commit
+    invoke init      (once) make a clone of the template your project: its name everywhere, a pipeline skeleton
 
 Each task reads as its steps; the plumbing they share lives in src/runloop/. Every value that comes from outside
 (tag and branch names, commit subjects, URLs) reaches a command as a quoted argument, never as shell text.
@@ -17,11 +18,12 @@ from pathlib import Path
 
 from invoke import Context, Exit, task
 
-from src.runloop import dvc_remote, environment, report, results_commit, run_tag, runner, tracking
+from src.runloop import dvc_remote, environment, pipeline, project, report, results_commit, run_tag, runner, tracking
 from src.runloop.commands import DVC, git, must
 
-# The workflow runs for tags that start with this (its `on.push.tags` filter is TAG_PREFIX + "*").
-TAG_PREFIX = "run-example"
+# Run tags are "run-<the project's name>-…", the name being invoke.yaml's (`invoke init NAME` sets it there and in
+# every file that repeats it); the workflow runs for tags that match TAG_PREFIX + "*".
+TAG_PREFIX = project.tag_prefix()
 WORKFLOW = Path(".github/workflows/github_actions_pipeline.yml")
 
 
@@ -41,7 +43,7 @@ def repro(c: Context, pull: bool = True, force: bool = False, dry_run: bool = Fa
     if tag := run_tag.at_head(c, env, TAG_PREFIX):
         env["RUN_TAG"] = tag
     remote = pull and dvc_remote.configured(env)
-    cmd = [*DVC, "repro", *(["--pull"] if remote else []), *(["--force"] if force else [])]
+    cmd = [*pipeline.REPRO, *(["--pull"] if remote else []), *(["--force"] if force else [])]
     print(f"$ {shlex.join(['dvc', *cmd[3:]])}", flush=True)
     if dry_run:
         where = "pull from the DVC remote" if remote else "use no DVC remote"
@@ -52,6 +54,8 @@ def repro(c: Context, pull: bool = True, force: bool = False, dry_run: bool = Fa
     if not c.run(shlex.join(cmd), env=env, warn=True, pty=False).ok:
         raise Exit("The pipeline failed (DVC's message is above) — fix the failing stage and run again.", code=1)
     report.results(c, env, remote)
+    if not (remote or runner.on_actions(env)):
+        pipeline.keep_committed_lock(c)  # reproduced here without the remote: only the run records are new
 
 
 @task(
@@ -166,3 +170,31 @@ def _print_share_plan(
     side = results_commit.side_branch(tag)
     where = f"{target}  (if it moved on or refuses: {side})" if target else f"{side}  ({unclear})"
     print(f"3. git push {shlex.quote(remote)} HEAD:refs/heads/{where}")
+
+
+# -- Starting your project from the template -----------------------------------------------------------------------
+
+
+@task(
+    help={
+        "name": "The project's name: 2-32 lowercase letters, digits and dashes (run tags become run-<name>-…).",
+        "keep_example": "Keep the example pipeline and only rename (default: replace it with a one-stage skeleton).",
+        "dry_run": "Print every change and the commit it would make, and change nothing.",
+    }
+)
+def init(c: Context, name: str, keep_example: bool = False, dry_run: bool = False) -> None:
+    """Make this clone your project NAME: the name everywhere, the example replaced by a skeleton, one commit."""
+    runner.at_root()
+    project.check_name(name)
+    project.check_can_commit(c)
+    changes = project.plan(c, name, keep_example)
+    if not changes:
+        raise Exit(f"This clone is project {name} already: nothing to change.", code=0)
+    text = project.message(name, changes)
+    if dry_run:
+        print(f"Would commit on {git(c, 'symbolic-ref', '--quiet', '--short', 'HEAD') or 'HEAD'}:\n")
+        print("".join(f"   {line}\n" if line else "\n" for line in text.splitlines()))
+        print("Nothing was changed (--dry-run).")
+        return
+    commit = project.apply(c, changes, text)
+    print(project.next_steps(c, name, commit, keep_example))

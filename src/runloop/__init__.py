@@ -6,6 +6,9 @@ tasks.py tells what each command does, step by step; these modules hold what the
     stage            helpers every pipeline stage uses: its params section, one clear line for a bad input
     tracking         MLflow runs of the stages and the records (runs/<stage>.json) that name them
     commands         running git and DVC as argument lists, never as shell text
+    pipeline         `dvc repro` as the tasks run it, and what a local reproduction leaves in dvc.lock
+    project          the project's name (invoke.yaml) and every file that repeats it; `invoke init`
+    skeleton         the one-stage pipeline `invoke init` puts in place of the example
     runner           what a run needs on the CI runner: settings, Python, the pipeline's environment
     run_tag          run tags: their names, the branch recorded in them, where to watch them
     dvc_remote       the DVC remote: is one configured, its machine-specific settings

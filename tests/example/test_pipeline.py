@@ -11,7 +11,6 @@ import pytest
 from gitrepos import copy_project, git, invoke_repro, md5s, outputs, record
 
 STAGES = ("query", "prepare", "train", "evaluate")
-EXPERIMENT = "breast-cancer-example"
 
 
 @pytest.fixture
