@@ -3,6 +3,7 @@
     invoke tag-run   tag HEAD as a run and push only that tag; the tag starts the workflow on the runner
     invoke repro     (on the runner) run the DVC pipeline; the stages log to MLflow
     invoke share     (on the runner) push the data, commit dvc.lock as "<subject>-results", push the commit
+    invoke init      (once) make a clone of the template your project: its name everywhere, a pipeline skeleton
 
 Each task reads as its steps; the plumbing they share lives in src/runloop/. Every value that comes from outside
 (tag and branch names, commit subjects, URLs) reaches a command as a quoted argument, never as shell text.
@@ -24,6 +25,7 @@ from src.runloop import (
     environment,
     interrupts,
     pipeline,
+    project,
     push_credential,
     report,
     results_commit,
@@ -33,8 +35,9 @@ from src.runloop import (
 )
 from src.runloop.commands import DVC, git, must, run
 
-# The workflow runs for tags that start with this (its `on.push.tags` filter is TAG_PREFIX + "*").
-TAG_PREFIX = "run-example"
+# Run tags are "run-<the project's name>-…", the name being invoke.yaml's (`invoke init NAME` sets it there and in
+# every file that repeats it); the workflow runs for tags that match TAG_PREFIX + "*".
+TAG_PREFIX = project.tag_prefix()
 WORKFLOW = Path(".github/workflows/github_actions_pipeline.yml")
 
 
@@ -54,7 +57,7 @@ def repro(c: Context, pull: bool = True, force: bool = False, dry_run: bool = Fa
     remote = pull and dvc_remote.configured(env)
     # Settings, files, Python and packages, then the DVC remote and MLflow: a failure stops here, before any stage.
     env.update(checks.before_repro(env, remote, network=not dry_run))
-    cmd = [*DVC, "repro", *(["--pull"] if remote else []), *(["--force"] if force else [])]
+    cmd = [*pipeline.REPRO, *(["--pull"] if remote else []), *(["--force"] if force else [])]
     print(f"$ {shlex.join(['dvc', *cmd[3:]])}", flush=True)
     if dry_run:
         where = "pull from the DVC remote" if remote else "use no DVC remote"
@@ -66,6 +69,8 @@ def repro(c: Context, pull: bool = True, force: bool = False, dry_run: bool = Fa
     pipeline.reproduce(cmd, env)  # in its own process group: SIGINT/SIGTERM stop it and its stages
     checks.after_repro(env, lock)
     report.results(c, env, remote)
+    if not (remote or runner.on_actions(env)):
+        pipeline.keep_committed_lock(c)  # reproduced here without the remote: only the run records are new
 
 
 @task(
@@ -220,7 +225,7 @@ def _print_share_plan(
     print(f"3. git push {shlex.quote(remote)} HEAD:refs/heads/{where}")
 
 
-# --- Checking a machine ------------------------------------------------------------------------------------
+# -- Checking a machine -------------------------------------------------------------------------------------------
 
 
 @task(
@@ -246,3 +251,31 @@ def doctor(
         print(checks.table(rows))
     if failed := [row.check for row in rows if row.status == checks.FAILED]:
         raise Exit(f"{len(failed)} check(s) failed: {', '.join(failed)} — apply the fixes above.", code=1)
+
+
+# -- Starting your project from the template -----------------------------------------------------------------------
+
+
+@task(
+    help={
+        "name": "The project's name: 2-32 lowercase letters, digits and dashes (run tags become run-<name>-…).",
+        "keep_example": "Keep the example pipeline and only rename (default: replace it with a one-stage skeleton).",
+        "dry_run": "Print every change and the commit it would make, and change nothing.",
+    }
+)
+def init(c: Context, name: str, keep_example: bool = False, dry_run: bool = False) -> None:
+    """Make this clone your project NAME: the name everywhere, the example replaced by a skeleton, one commit."""
+    runner.at_root()
+    project.check_name(name)
+    project.check_can_commit(c)
+    changes = project.plan(c, name, keep_example)
+    if not changes:
+        raise Exit(f"This clone is project {name} already: nothing to change.", code=0)
+    text = project.message(name, changes)
+    if dry_run:
+        print(f"Would commit on {git(c, 'symbolic-ref', '--quiet', '--short', 'HEAD') or 'HEAD'}:\n")
+        print("".join(f"   {line}\n" if line else "\n" for line in text.splitlines()))
+        print("Nothing was changed (--dry-run).")
+        return
+    commit = project.apply(c, changes, text)
+    print(project.next_steps(c, name, commit, keep_example))

@@ -145,6 +145,7 @@ def test_stage_run_records_each_run_and_nests_evaluate_under_train(project, tmp_
             mlflow.log_metric("test_accuracy", threshold)
         evaluations.append(run.info.run_id)
     assert json.loads((tmp_path / "runs" / "evaluate.json").read_text())["run_id"] == evaluations[-1]
+    (tmp_path / "dvc.yaml").write_text((project / "dvc.yaml").read_text())  # the records are those it names
     assert [r["stage"] for r in tracking.run_records(tmp_path)] == ["evaluate", "train"]
 
     client = MlflowClient(tracking_uri=uri)

@@ -6,6 +6,8 @@ tasks.py tells what each command does, step by step; these modules hold what the
     stage            helpers every pipeline stage uses: its params section, one clear line for a bad input
     tracking         MLflow runs of the stages and the records (runs/<stage>.json) that name them
     commands         running git and DVC as argument lists, never as shell text
+    project          the project's name (invoke.yaml) and every file that repeats it; `invoke init`
+    skeleton         the one-stage pipeline `invoke init` puts in place of the example
     runner           what a run needs on the CI runner: settings, Python, the pipeline's environment
     run_tag          run tags: their names, the branch recorded in them, where to watch them
     dvc_remote       the DVC remote: is one configured, its machine-specific settings, a probe of its bucket
@@ -15,7 +17,7 @@ tasks.py tells what each command does, step by step; these modules hold what the
     interrupts       SIGINT/SIGTERM: stop the children, exit in one line
     report           what a run prints and writes to the job summary
     checks           the checks repro makes before and after the pipeline, which `invoke doctor` shows as rows
-    pipeline         dvc.yaml and dvc.lock read directly; `dvc repro` run as a process group a signal stops
+    pipeline         dvc.yaml/dvc.lock read directly; `dvc repro` as a process group, without DVC's reminders
     packages         this Python and its installed packages against Pipfile and Pipfile.lock
     mlflow_server    the MLflow tracking server asked over its REST API, with a short timeout
     services         throwaway moto S3, MLflow server and bare origin on loopback, for tests and rehearsals

@@ -30,3 +30,22 @@ def must(c: Context, what: str, *args: str, **kwargs) -> str:
         detail = (result.stderr or result.stdout or "").strip().splitlines()[-5:]
         raise Exit(f"{what} failed: {' / '.join(detail) or 'no output'}", code=1)
     return result.stdout.strip() if result.stdout else ""
+
+
+def uncommitted(c: Context) -> list[tuple[str, str]]:
+    """What `git status` lists, as (status, path) pairs: modified, staged, deleted and untracked files."""
+    result = run(c, "git", "status", "--porcelain", "-z")
+    entries = iter(result.stdout.split("\0") if result.ok else [])
+    changes = []
+    for entry in entries:
+        if entry:
+            changes.append((entry[:2], entry[3:]))
+            if entry[0] in "RC":  # a rename or copy: its source path comes next
+                next(entries, None)
+    return changes
+
+
+def listed(paths: list[str], most: int = 6) -> str:
+    """Paths for a message: the first few, then how many more."""
+    shown = ", ".join(paths[:most])
+    return shown + (f" and {len(paths) - most} more" if len(paths) > most else "")

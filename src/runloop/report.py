@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Mapping
+import shutil
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from invoke import Context
@@ -12,18 +13,28 @@ from invoke import Context
 from src.runloop import environment, tracking
 from src.runloop.commands import DVC, run
 
+# Columns the metrics table may take before it is shown one metric per line (when no terminal says otherwise).
+WIDTH = 100
+
 
 def run_link(record: Mapping[str, str]) -> str:
-    """Where to see a recorded MLflow run: its page on a server, or how to browse the embedded store."""
+    """Where to see a recorded MLflow run: its page on a server, or its id in the embedded store."""
     uri = record["tracking_uri"]
     if environment.is_local_store(uri):
-        return f"run {record['run_id']} in {uri} (browse: mlflow ui --backend-store-uri {shlex.quote(uri)})"
+        return f"run {record['run_id']} in {uri}"
     return f"{uri.rstrip('/')}/#/experiments/{record['experiment_id']}/runs/{record['run_id']}"
 
 
-def mlflow_lines() -> list[str]:
-    """One line per MLflow run the outputs record: its stage and where to see it."""
-    return [f"MLflow ({r['stage']}): {run_link(r)}" for r in tracking.run_records()]
+def mlflow_lines(records: list[dict[str, Any]] | None = None) -> list[str]:
+    """One line per MLflow run the outputs record (its stages, where to see it); how to browse a local store, once."""
+    runs: dict[str, list[Mapping[str, str]]] = {}
+    for record in tracking.run_records() if records is None else records:
+        runs.setdefault(record["run_id"], []).append(record)
+    lines = [f"MLflow ({', '.join(r['stage'] for r in same)}): {run_link(same[0])}" for same in runs.values()]
+    stores = dict.fromkeys(
+        r[0]["tracking_uri"] for r in runs.values() if environment.is_local_store(r[0]["tracking_uri"])
+    )
+    return lines + [f"Browse them: mlflow ui --backend-store-uri {shlex.quote(uri)}" for uri in stores]
 
 
 def metrics(c: Context, env: Mapping[str, str]) -> list[str]:
@@ -47,11 +58,21 @@ def metrics(c: Context, env: Mapping[str, str]) -> list[str]:
     return lines
 
 
+def metrics_text(table: str, lines: Callable[[], list[str]], width: int) -> str:
+    """DVC's metrics table, or one metric per line (`file key: value`) when the table is wider than `width`."""
+    if not table:
+        return "  (no metrics)"
+    if max(len(line) for line in table.splitlines()) <= width:
+        return table
+    return "\n".join(f"  {line}" for line in lines()) or table
+
+
 def results(c: Context, env: Mapping[str, str], remote: bool) -> None:
     """Print the metrics, the MLflow runs and where the data went, after `invoke repro`."""
     print("\nResults")
     shown = run(c, *DVC, "metrics", "show", env=env)
-    print(shown.stdout.rstrip() if shown.ok else "  (no metrics)")
+    table = shown.stdout.rstrip() if shown.ok else ""
+    print(metrics_text(table, lambda: metrics(c, env), shutil.get_terminal_size((WIDTH, 24)).columns))
     for line in mlflow_lines() or [f"MLflow: {environment.redact(env['MLFLOW_TRACKING_URI'])}"]:
         print(line)
     where = "the DVC remote, after `invoke share`" if remote else "the local DVC cache (.dvc/cache), no remote"

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from invoke import Context, Exit
 
 from src.runloop import environment
-from src.runloop.commands import git, must, run
+from src.runloop.commands import git, listed, must, run, uncommitted
 
 # A --name label: safe in a ref, a URL and a shell word.
 LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,49}")
@@ -72,18 +72,18 @@ def check_head_is_pushed(c: Context, remote: str) -> tuple[str, str, str]:
     """Refuse what the runner could not see; else the branch, the commit and the remote's URL."""
     if git(c, "rev-parse", "--is-inside-work-tree") != "true":
         raise Exit("Not inside a git repository — run this from the project's clone.", code=1)
-    changes = (git(c, "status", "--porcelain") or "").splitlines()
-    if [line[3:] for line in changes] == ["dvc.lock"]:
+    changes = uncommitted(c)
+    if [path for _, path in changes] == ["dvc.lock"]:
+        fix = "delete it: rm dvc.lock" if changes[0][0] == "??" else "restore it: git checkout HEAD -- dvc.lock"
         raise Exit(
-            "dvc.lock was changed by a local `invoke repro` — the runner makes its own from the tagged commit: "
-            "discard it (git checkout -- dvc.lock, or delete it if it is untracked) or commit and push it, "
-            "then tag again.",
+            f"dvc.lock was changed by a local `invoke repro` — the runner makes its own from the tagged commit: {fix} "
+            "(or commit and push it), then tag again.",
             code=1,
         )
     if changes:
         raise Exit(
-            "The working tree has uncommitted or untracked changes — commit (and push) or stash them: "
-            "the runner only sees pushed commits.",
+            f"The working tree has uncommitted or untracked changes ({listed([path for _, path in changes])}) — "
+            "commit (and push) or stash them: the runner only sees pushed commits.",
             code=1,
         )
     branch = git(c, "symbolic-ref", "--quiet", "--short", "HEAD")

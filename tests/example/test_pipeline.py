@@ -9,11 +9,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+import yaml
 from gitrepos import copy_project, git, invoke_repro, md5s, outputs, record
 
 STAGES = ("query", "prepare", "train", "evaluate")
-EXPERIMENT = "breast-cancer-example"
-REGISTERED = "breast-cancer-classifier"
 
 
 def assert_same_predictions(example: Path, store: str, model_uri: str) -> None:
@@ -40,7 +39,7 @@ def example(tmp_path: Path, isolated_env: Path) -> Path:
 def test_example_on_embedded_defaults_then_force(example, untouched_checkout):
     from mlflow.tracking import MlflowClient
 
-    code, out = invoke_repro(example)
+    code, out = invoke_repro(example, env={"COLUMNS": "100"})  # a terminal narrower than the metrics table
 
     assert code == 0, out
     for stage in STAGES:
@@ -57,7 +56,7 @@ def test_example_on_embedded_defaults_then_force(example, untouched_checkout):
     # The report says where everything is.
     assert f"MLflow (train): run {run_id} in {store}" in out
     assert f"MLflow (evaluate): run {evaluation_id} in {store}" in out
-    assert re.search(r"^metrics/evaluate\.json +[0-9.]+ ", out, flags=re.MULTILINE), out
+    assert re.search(r"^  metrics/evaluate\.json accuracy: [0-9.]+$", out, flags=re.MULTILINE), out  # one per line
     assert "best_val_accuracy" in out
     assert f"Data and models: {example} " in out
 
@@ -80,11 +79,12 @@ def test_example_on_embedded_defaults_then_force(example, untouched_checkout):
     assert (Path(urlparse(evaluation.info.artifact_uri).path) / "plots" / "evaluation.png").is_file()
     # The model is an MLflow sklearn model, registered as version 1 of train.registered_model, tied to its run.
     client = MlflowClient(tracking_uri=store)
-    (version,) = client.search_model_versions(f"name='{REGISTERED}'")
+    registered = yaml.safe_load((example / "params.yaml").read_text())["train"]["registered_model"]
+    (version,) = client.search_model_versions(f"name='{registered}'")
     assert (str(version.version), version.run_id) == ("1", run_id)
     assert version.tags == {"git_commit": head}
     assert f"Made by MLflow run {run_id} (stage train)" in version.description
-    assert_same_predictions(example, store, f"models:/{REGISTERED}/1")
+    assert_same_predictions(example, store, f"models:/{registered}/1")
 
     # Outputs, mlflow.db and mlartifacts are ignored: only dvc.lock is new (tag-run names it when it refuses).
     assert git("status", "--porcelain", cwd=example) == "?? dvc.lock"
@@ -101,7 +101,7 @@ def test_example_on_embedded_defaults_then_force(example, untouched_checkout):
     assert rerun_id != run_id
     assert MlflowClient(tracking_uri=store).get_run(rerun_id).data.tags["git_commit"] == head
     # Each executed train registers a version of its own.
-    versions = client.search_model_versions(f"name='{REGISTERED}'")
+    versions = client.search_model_versions(f"name='{registered}'")
     assert sorted((str(v.version), v.run_id) for v in versions) == [("1", run_id), ("2", rerun_id)]
 
 
