@@ -35,3 +35,13 @@ def configure(c: Context, env: Mapping[str, str]) -> None:
     for key, value in settings(env).items():
         if value:
             must(c, f"Setting the DVC remote's {key}", *DVC, "remote", "modify", "--local", NAME, key, value, env=env)
+
+
+def holds(env: Mapping[str, str], md5s: list[str]) -> set[str] | None:
+    """Which of these content hashes the default DVC remote holds; None when no remote is configured."""
+    if not configured(env):
+        return None
+    from dvc.repo import Repo
+
+    with Repo(str(environment.ROOT)) as repo:
+        return set(repo.cloud.get_remote_odb().oids_exist(md5s))

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from src.runloop import environment
+from src.runloop import environment, machine
 from src.runloop.environment import ROOT, redact
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,8 @@ def run_tags(stage: str, env: Mapping[str, str] | None = None) -> dict[str, str]
         "git_dirty": None if dirty is None else str(bool(dirty)).lower(),
         "run_tag": environment.run_tag(env),
         "ci_run_url": environment.ci_run_url(env),
+        # The machine the stage ran on: why a reproduction's bytes may differ (see machine.py).
+        **{f"env.{key}": value for key, value in machine.describe().items()},
     }
     return {k: v for k, v in tags.items() if v is not None}
 
