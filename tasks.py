@@ -21,7 +21,18 @@ from pathlib import Path
 
 from invoke import Context, Exit, task
 
-from src.runloop import comparison, dvc_remote, environment, report, results_commit, run_tag, runner, tracking
+from src.runloop import (
+    checks,
+    comparison,
+    dvc_remote,
+    environment,
+    pipeline,
+    report,
+    results_commit,
+    run_tag,
+    runner,
+    tracking,
+)
 from src.runloop import runs as past_runs
 from src.runloop.commands import DVC, git, must
 
@@ -41,11 +52,11 @@ def repro(c: Context, pull: bool = True, force: bool = False, dry_run: bool = Fa
     """Run the DVC pipeline (stages log to MLflow) and say where the results are."""
     runner.at_root()
     env = runner.pipeline_environment()
-    if runner.on_actions(env):
-        runner.require_ci_settings(env)
     if tag := run_tag.at_head(c, env, TAG_PREFIX):
         env["RUN_TAG"] = tag
     remote = pull and dvc_remote.configured(env)
+    # Settings, files, Python and packages, then the DVC remote and MLflow: a failure stops here, before any stage.
+    env.update(checks.before_repro(env, remote, network=not dry_run))
     cmd = [*DVC, "repro", *(["--pull"] if remote else []), *(["--force"] if force else [])]
     print(f"$ {shlex.join(['dvc', *cmd[3:]])}", flush=True)
     if dry_run:
@@ -54,8 +65,9 @@ def repro(c: Context, pull: bool = True, force: bool = False, dry_run: bool = Fa
         return
     if remote:
         dvc_remote.configure(c, env)
-    if not c.run(shlex.join(cmd), env=env, warn=True, pty=False).ok:
-        raise Exit("The pipeline failed (DVC's message is above) — fix the failing stage and run again.", code=1)
+    lock = pipeline.lock_text()
+    pipeline.reproduce(cmd, env)  # in its own process group: SIGINT/SIGTERM stop it and its stages
+    checks.after_repro(env, lock)
     report.results(c, env, remote)
 
 
@@ -172,6 +184,34 @@ def _print_share_plan(
     side = results_commit.side_branch(tag)
     where = f"{target}  (if it moved on or refuses: {side})" if target else f"{side}  ({unclear})"
     print(f"3. git push {shlex.quote(remote)} HEAD:refs/heads/{where}")
+
+
+# --- Checking a machine ------------------------------------------------------------------------------------
+
+
+@task(
+    help={
+        "json": "Print the rows as JSON (a list of {check, status, detail, fix}) for scripts.",
+        "on_runner": "Check as on the CI runner: every variable and secret the workflow passes must be set.",
+        "remote": "The git remote `invoke share` pushes to.",
+        "dry_run": "Make only the checks that contact nothing (no S3, MLflow or git remote).",
+    }
+)
+def doctor(
+    c: Context, json: bool = False, on_runner: bool = False, remote: str = "origin", dry_run: bool = False
+) -> None:
+    """Check this machine can run and share the pipeline: one row per check (ok / failed: why / fix)."""
+    runner.at_root()
+    env = runner.pipeline_environment(strict=False)  # an unreadable .env is a row of its own
+    rows = checks.doctor(env, on_runner or runner.on_actions(env), remote, network=not dry_run)
+    if json:
+        import json as json_
+
+        print(json_.dumps([row._asdict() for row in rows], indent=2))
+    else:
+        print(checks.table(rows))
+    if failed := [row.check for row in rows if row.status == checks.FAILED]:
+        raise Exit(f"{len(failed)} check(s) failed: {', '.join(failed)} — apply the fixes above.", code=1)
 
 
 # -- Looking back: past runs --------------------------------------------------------------------------------------

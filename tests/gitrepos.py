@@ -5,6 +5,8 @@ Fixtures live in conftest.py (servers, `origin`, `project`) and in the test modu
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -15,8 +17,12 @@ from pathlib import Path
 
 import yaml
 
+ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 INVOKE = BIN / "invoke"
+# The tests' own pipeline, which replaces the example (and its tests) in every project copy a test makes.
+PIPELINE = ROOT / "tests" / "pipeline"
+EXAMPLE = ("src/example/", "tests/example/", "dvc.yaml", "params.yaml", "dvc.lock")
 
 
 def git(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> str:
@@ -38,6 +44,73 @@ def invoke(cwd: Path, *args: str, env: Mapping[str, str] | None = None) -> subpr
         text=True,
         timeout=600,
     )
+
+
+def project_files(root: Path = ROOT) -> list[str]:
+    """Files git would track in `root` (tracked or not ignored, and present), minus any virtualenv."""
+    out = subprocess.run(
+        ["git", "-C", str(root), "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
+    # A venv inside the project is only excluded by .gitignore; never copy one.
+    venvs = {p.parent.name for p in root.glob("*/pyvenv.cfg")}
+    names = (name for name in dict.fromkeys(out.split("\0")) if name and name.split("/", 1)[0] not in venvs)
+    return sorted(name for name in names if (root / name).exists() or (root / name).is_symlink())
+
+
+def copy_project(dest: Path, env: Mapping[str, str] | None = None, example: bool = False) -> Path:
+    """A copy of this project at `dest`, as a fresh repo with one commit on main.
+
+    Unless `example`, the tests' own pipeline (tests/pipeline/) replaces the example's: the machinery's tests
+    must not depend on what a template user deletes.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    files = [(ROOT / name, name) for name in project_files() if example or not name.startswith(EXAMPLE)]
+    if not example:
+        files += [(p, p.relative_to(PIPELINE).as_posix()) for p in sorted(PIPELINE.rglob("*")) if p.is_file()]
+    for src, name in files:
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, target, follow_symlinks=False)
+    git("init", "--quiet", "-b", "main", cwd=dest, env=env)
+    git("add", "-A", cwd=dest, env=env)
+    git("commit", "--quiet", "--no-verify", "-m", "Initial commit", cwd=dest, env=env)
+    return dest
+
+
+def stages(repo: Path) -> list[str]:
+    """The pipeline's stage names, in dvc.yaml's order."""
+    return list(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"])
+
+
+def experiment(repo: Path) -> str:
+    """The MLflow experiment the pipeline's stages log to."""
+    return yaml.safe_load((repo / "params.yaml").read_text())["train"]["experiment"]
+
+
+def invoke_repro(cwd: Path, *args: str, env: Mapping[str, str] | None = None) -> tuple[int, str]:
+    """Run `invoke repro` in `cwd` with this environment plus `env`; the exit code and all its output."""
+    result = invoke(cwd, "repro", *args, env={**os.environ, **(env or {})})
+    return result.returncode, result.stdout
+
+
+def outputs(project: Path) -> list[str]:
+    """Every output dvc.yaml declares (outs, metrics, plots)."""
+    paths = []
+    for stage in yaml.safe_load((project / "dvc.yaml").read_text())["stages"].values():
+        for kind in ("outs", "metrics", "plots"):
+            paths += [next(iter(p)) if isinstance(p, dict) else p for p in stage.get(kind, [])]
+    return paths
+
+
+def md5s(project: Path, paths: list[str]) -> dict[str, str]:
+    return {p: hashlib.md5((project / p).read_bytes()).hexdigest() for p in paths}  # noqa: S324 - DVC's hash
+
+
+def record(project: Path, stage: str) -> dict[str, str]:
+    """The MLflow run record a stage left in runs/<stage>.json."""
+    return json.loads((project / "runs" / f"{stage}.json").read_text())
 
 
 def refs(repo: Path) -> dict[str, str]:

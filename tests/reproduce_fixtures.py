@@ -86,11 +86,11 @@ def tunable_param(project: Path) -> tuple[str, float]:
     """A numeric param the metrics stage reads (`section.key`) and its value in params.yaml."""
     name, stage = [(n, s) for n, s in stages(project).items() if s.get("metrics")][-1]
     params = yaml.safe_load((project / "params.yaml").read_text())
-    for dotted in stage.get("params", []):
-        section, key = dotted.split(".", 1)
-        value = params.get(section, {}).get(key)
-        if isinstance(value, float):
-            return dotted, value
+    for entry in stage.get("params", []):  # `section.key`, or a whole `section`
+        section, _, key = entry.partition(".")
+        for name, value in (params.get(section) or {}).items():
+            if isinstance(value, float) and name == (key or name):
+                return f"{section}.{name}", value
     raise AssertionError(f"stage {name} reads no float param to change")
 
 

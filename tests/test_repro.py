@@ -1,8 +1,7 @@
-"""`invoke repro` end to end: the real pipeline in a copy of the project, on embedded stores or real servers."""
+"""`invoke repro` end to end: the tests' own pipeline in a copy of the project, on embedded stores or real servers."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -13,79 +12,21 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
-from gitrepos import git, lock_outs
+from gitrepos import experiment, git, invoke_repro, lock_outs, md5s, outputs, record, stages
 
-ROOT = Path(__file__).resolve().parents[1]
-INVOKE = Path(sys.executable).parent / "invoke"
-STAGES = ("query", "prepare", "train", "evaluate")
-EXPERIMENT = "breast-cancer-example"
-# What a pipeline run may write; none of it may appear or change in this checkout when a test runs in a copy.
-LOCAL_STATE = ("mlflow.db", "mlruns", "mlartifacts", "data", "models", "metrics", "plots", "runs", "dvc.lock")
-
-
-def invoke_repro(cwd: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    """Run `invoke repro` in `cwd` with this environment plus `env`; the exit code and all its output."""
-    proc = subprocess.run(
-        [str(INVOKE), "repro", *args],
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=600,
-    )
-    return proc.returncode, proc.stdout
-
-
-def outputs(project: Path) -> list[str]:
-    """Every output dvc.yaml declares (outs, metrics, plots)."""
-    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
-    paths = []
-    for stage in stages.values():
-        for kind in ("outs", "metrics", "plots"):
-            paths += [next(iter(p)) if isinstance(p, dict) else p for p in stage.get(kind, [])]
-    return paths
-
-
-def md5s(project: Path, paths: list[str]) -> dict[str, str]:
-    return {p: hashlib.md5((project / p).read_bytes()).hexdigest() for p in paths}  # noqa: S324 - DVC's hash
-
-
-def record(project: Path, stage: str) -> dict[str, str]:
-    return json.loads((project / "runs" / f"{stage}.json").read_text())
-
-
-def local_state() -> dict[str, tuple[int, int]]:
-    files = {}
-    for name in LOCAL_STATE:
-        path = ROOT / name
-        for f in [path, *path.rglob("*")] if path.is_dir() else [path] if path.exists() else []:
-            stat = f.stat()
-            files[str(f.relative_to(ROOT))] = (stat.st_size, stat.st_mtime_ns)
-    return files
-
-
-@pytest.fixture
-def untouched_checkout():
-    """Fail the test if it wrote pipeline state into this checkout instead of its project copy."""
-    before = local_state()
-    yield
-    assert local_state() == before
+import tasks
 
 
 @pytest.mark.slow
-def test_repro_on_embedded_defaults_then_force(project, monkeypatch, untouched_checkout):
+def test_repro_on_embedded_defaults_then_force(project, untouched_checkout):
     from mlflow.tracking import MlflowClient
 
     code, out = invoke_repro(project)
 
     assert code == 0, out
-    for stage in STAGES:
-        assert f"Running stage '{stage}'" in out
-    missing = [p for p in outputs(project) if not (project / p).is_file()]
-    assert missing == []
+    assert re.findall(r"Running stage '(\w+)'", out) == stages(project)
+    assert [p for p in outputs(project) if not (project / p).is_file()] == []
     store = f"sqlite:///{project}/mlflow.db"
-    assert (project / "mlflow.db").is_file()
     saved = record(project, "train")
     run_id = saved["run_id"]
     assert (saved["stage"], saved["tracking_uri"]) == ("train", store)
@@ -94,28 +35,25 @@ def test_repro_on_embedded_defaults_then_force(project, monkeypatch, untouched_c
     # The report says where everything is.
     assert f"MLflow (train): run {run_id} in {store}" in out
     assert f"MLflow (evaluate): run {evaluation_id} in {store}" in out
-    assert re.search(r"^metrics/evaluate\.json +[0-9.]+ ", out, flags=re.MULTILINE), out
-    assert "best_val_accuracy" in out
+    accuracy = json.loads((project / "metrics/evaluate.json").read_text())["accuracy"]
+    assert re.search(rf"^metrics/evaluate\.json +{accuracy} ", out, flags=re.MULTILINE), out
     assert f"Data and models: {project} " in out
 
-    run = MlflowClient(tracking_uri=store).get_run(run_id)
-    train_metrics = json.loads((project / "metrics/train.json").read_text())
-    test_metrics = json.loads((project / "metrics/evaluate.json").read_text())
+    client = MlflowClient(tracking_uri=store)
+    run, evaluation = client.get_run(run_id), client.get_run(evaluation_id)
     head = git("rev-parse", "HEAD", cwd=project)
-    tags = run.data.tags
     expected = {"git_commit": head, "git_dirty": "false", "stage": "train"}
-    assert {k: tags.get(k) for k in expected} == expected
-    assert "run_tag" not in tags and "ci_run_url" not in tags
-    assert run.data.metrics["best_val_accuracy"] == train_metrics["best_val_accuracy"]
-    evaluation = MlflowClient(tracking_uri=store).get_run(evaluation_id)
+    assert {k: run.data.tags.get(k) for k in expected} == expected
+    assert "run_tag" not in run.data.tags and "ci_run_url" not in run.data.tags
+    assert (
+        run.data.metrics["train_accuracy"] == json.loads((project / "metrics/train.json").read_text())["train_accuracy"]
+    )
     expected = {"git_commit": head, "git_dirty": "false", "stage": "evaluate", "mlflow.parentRunId": run_id}
     assert {k: evaluation.data.tags.get(k) for k in expected} == expected  # nested under the model's run
-    assert evaluation.data.metrics["test_accuracy"] == test_metrics["accuracy"]
-    assert run.data.params["best_model"] == max(train_metrics["val_accuracy"], key=train_metrics["val_accuracy"].get)
+    assert evaluation.data.metrics["test_accuracy"] == accuracy
     artifacts = Path(urlparse(run.info.artifact_uri).path)
     assert artifacts.is_relative_to(project / "mlartifacts")
-    assert (artifacts / "model" / "model.pkl").read_bytes() == (project / "models/model.pkl").read_bytes()
-    assert (Path(urlparse(evaluation.info.artifact_uri).path) / "plots" / "evaluation.png").is_file()
+    assert (artifacts / "model" / "model.json").read_bytes() == (project / "models/model.json").read_bytes()
 
     # Outputs, mlflow.db and mlartifacts are ignored: only dvc.lock is new (tag-run names it when it refuses).
     assert git("status", "--porcelain", cwd=project) == "?? dvc.lock"
@@ -125,12 +63,11 @@ def test_repro_on_embedded_defaults_then_force(project, monkeypatch, untouched_c
     before = md5s(project, data)
     code, out = invoke_repro(project, "--force")
     assert code == 0, out
-    for stage in STAGES:
-        assert f"Running stage '{stage}'" in out
+    assert re.findall(r"Running stage '(\w+)'", out) == stages(project)
     assert md5s(project, data) == before
     rerun_id = record(project, "train")["run_id"]
     assert rerun_id != run_id
-    assert MlflowClient(tracking_uri=store).get_run(rerun_id).data.tags["git_commit"] == head
+    assert client.get_run(rerun_id).data.tags["git_commit"] == head
 
 
 @pytest.mark.slow
@@ -152,11 +89,11 @@ def test_repro_restores_every_stage_from_the_s3_run_cache(project, s3, tmp_path,
     outs = lock_outs((project / "dvc.lock").read_text())
     assert sorted(outs) == sorted(outputs(project))
     assert [p for p, md5 in outs.items() if f"files/md5/{md5[:2]}/{md5[2:]}" not in keys] == []
-    model = outs["models/model.pkl"]
+    model = outs["models/model.json"]
     body = s3.server.client().get_object(Bucket=s3.dvc_bucket, Key=f"files/md5/{model[:2]}/{model[2:]}")["Body"]
-    assert body.read() == (project / "models/model.pkl").read_bytes()
+    assert body.read() == (project / "models/model.json").read_bytes()
     run_cache = {k.rsplit("/", 1)[0] for k in keys if k.startswith("runs/")}
-    assert len(run_cache) == len(STAGES), keys
+    assert len(run_cache) == len(stages(project)), keys
 
     data = outputs(project)
     # A second machine checks out the tagged commit, which has no dvc.lock: every stage comes from the run cache.
@@ -167,7 +104,7 @@ def test_repro_restores_every_stage_from_the_s3_run_cache(project, s3, tmp_path,
 
     assert code == 0, out
     assert "Running stage" not in out
-    for stage in STAGES:
+    for stage in stages(project):
         assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in out
     assert md5s(fresh, data) == md5s(project, data)
     assert lock_outs((fresh / "dvc.lock").read_text()) == outs
@@ -183,7 +120,7 @@ def test_repro_restores_every_stage_from_the_s3_run_cache(project, s3, tmp_path,
 
     assert code == 0, out
     assert "Running stage" not in out
-    for stage in STAGES:
+    for stage in stages(project):
         assert f"Pulling data for stage: '{stage}'" in out
     assert "Data and pipelines are up to date." in out
     assert md5s(locked, data) == md5s(project, data)
@@ -192,7 +129,7 @@ def test_repro_restores_every_stage_from_the_s3_run_cache(project, s3, tmp_path,
 
 @pytest.mark.slow
 def test_repro_logs_to_the_mlflow_server_and_s3(project, s3, mlflow_server, monkeypatch, untouched_checkout):
-    git("tag", "run-example-test", cwd=project)  # repro finds the run tag on HEAD and passes it on
+    git("tag", f"{tasks.TAG_PREFIX}-test", cwd=project)  # repro finds the run tag on HEAD and passes it on
     env = {
         **s3.server.env(),
         "DVC_REMOTE_URL": s3.dvc_url,
@@ -209,34 +146,33 @@ def test_repro_logs_to_the_mlflow_server_and_s3(project, s3, mlflow_server, monk
     saved = record(project, "train")
     assert saved["tracking_uri"] == mlflow_server.url
     client = mlflow_server.client()
-    experiment = client.get_experiment_by_name(EXPERIMENT)
+    experiment_id = client.get_experiment_by_name(experiment(project)).experiment_id
     run = client.get_run(saved["run_id"])
-    assert run.info.experiment_id == experiment.experiment_id == saved["experiment_id"]
-    assert f"{mlflow_server.url}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}" in out
+    assert run.info.experiment_id == experiment_id == saved["experiment_id"]
+    assert f"{mlflow_server.url}/#/experiments/{experiment_id}/runs/{run.info.run_id}" in out
     tags = run.data.tags
     assert tags["git_commit"] == git("rev-parse", "HEAD", cwd=project)
-    assert tags["run_tag"] == "run-example-test"
+    assert tags["run_tag"] == f"{tasks.TAG_PREFIX}-test"
     assert tags["ci_run_url"] == "https://github.com/acme/example/actions/runs/4242"
     evaluation = client.get_run(record(project, "evaluate")["run_id"])
     assert evaluation.data.tags["mlflow.parentRunId"] == run.info.run_id
     assert {k: evaluation.data.tags[k] for k in ("run_tag", "git_commit")} == {
-        "run_tag": "run-example-test",
+        "run_tag": f"{tasks.TAG_PREFIX}-test",
         "git_commit": tags["git_commit"],
     }
     train_metrics = json.loads((project / "metrics/train.json").read_text())
-    assert 0 <= run.data.metrics["best_val_accuracy"] <= 1 and 0 <= evaluation.data.metrics["test_accuracy"] <= 1
-    assert run.data.metrics["best_val_accuracy"] == train_metrics["best_val_accuracy"]
+    assert 0 <= evaluation.data.metrics["test_accuracy"] <= 1
+    assert run.data.metrics["train_accuracy"] == train_metrics["train_accuracy"]
     test_metrics = json.loads((project / "metrics/evaluate.json").read_text())
     assert evaluation.data.metrics["test_accuracy"] == test_metrics["accuracy"]
-    assert run.data.params["best_model"] == tags["best_model"]
-    assert train_metrics["val_accuracy"][tags["best_model"]] == train_metrics["best_val_accuracy"]
+    assert run.data.params["epochs"] == str(yaml.safe_load((project / "params.yaml").read_text())["train"]["epochs"])
 
     artifacts = urlparse(run.info.artifact_uri)
     assert (artifacts.scheme, artifacts.netloc) == ("s3", s3.mlflow_bucket)
-    key = f"{artifacts.path.strip('/')}/model/model.pkl"
+    key = f"{artifacts.path.strip('/')}/model/model.json"
     assert key in s3.server.keys(s3.mlflow_bucket, artifacts.path.strip("/"))
     body = s3.server.client().get_object(Bucket=s3.mlflow_bucket, Key=key)["Body"].read()
-    assert body == (project / "models/model.pkl").read_bytes()
+    assert body == (project / "models/model.json").read_bytes()
     # The server took the runs and S3 the artifacts: no embedded store was created.
     assert not (project / "mlflow.db").exists() and not (project / "mlartifacts").exists()
 
@@ -290,14 +226,14 @@ def test_repro_on_actions_stops_at_once_without_mlflow_url(project, untouched_ch
 @pytest.mark.slow
 def test_repro_with_bad_params_fails_with_the_stage_message(project, untouched_checkout):
     params = project / "params.yaml"
-    params.write_text(params.read_text().replace("test_size: 0.2", "test_size: 1.5", 1))
+    params.write_text(params.read_text().replace("noise: 0.1", "noise: 0.7", 1))
     code, out = invoke_repro(project)
 
     assert code != 0
-    assert "prepare.test_size is 1.5: it must be a share between 0 and 1 — fix params.yaml" in out
+    assert "data.noise is 0.7: it must lie in [0, 0.5) — fix params.yaml" in out
     assert "The pipeline failed (DVC's message is above) — fix the failing stage and run again." in out
     assert "Running stage 'train'" not in out
-    assert not (project / "models/model.pkl").exists()
+    assert not (project / "models").exists()
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gitrepos
 import pytest
 import reproduce_fixtures
 import test_workflow
@@ -279,9 +280,7 @@ def test_a_run_made_by_the_workflow_reproduces_bit_identical_in_a_fresh_clone(
         "log", "-1", "--format=%B", results, cwd=user
     )
     client = mlflow_server.client()
-    experiment = client.get_experiment_by_name(
-        yaml.safe_load((user / "params.yaml").read_text())["train"]["experiment"]
-    )
+    experiment = client.get_experiment_by_name(gitrepos.experiment(user))
     stage_runs = client.search_runs([experiment.experiment_id], f"tags.run_tag = '{tag}'")
     assert stage_runs and all(
         {k.removeprefix("env."): v for k, v in r.data.tags.items() if k.startswith("env.")} == recorded
@@ -307,7 +306,7 @@ def test_a_run_made_by_the_workflow_reproduces_bit_identical_in_a_fresh_clone(
     try:
         # Which run made this model file? And this MLflow run? `invoke runs --find` answers from git.
         outs = lock_outs(show(user, results, "dvc.lock"))
-        model = next((p for p in outs if p.endswith(".pkl")), next(iter(outs)))
+        model = next((p for p in outs if p.startswith("models/")), next(iter(outs)))
         found = ok(invoke(user, "runs", "--find", str(kept / model), env=env))
         stage = next(
             n

@@ -12,6 +12,8 @@ from urllib.parse import urlparse
 import pytest
 from gitrepos import git
 
+from src.runloop import services
+
 LEAKY = (
     "MLFLOW_URL", "MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "MLFLOW_EXPERIMENT_NAME",
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
@@ -93,6 +95,10 @@ def test_project_is_fresh_repo_that_pushes(project, origin):
     root = Path(__file__).resolve().parents[1]
     files = git("ls-files", cwd=project).splitlines()
     assert "tests/conftest.py" in files
+    # The tests' own pipeline replaces the example, which a template user deletes.
+    assert "src/mini/train.py" in files and "src/runloop/tracking.py" in files
+    assert not [f for f in files if f.startswith(("src/example/", "tests/example/"))]
+    assert (project / "dvc.yaml").read_bytes() == (root / "tests/pipeline/dvc.yaml").read_bytes()
     assert (root / "Pipfile").exists() == ("Pipfile" in files)
     assert not any(f.startswith(".venv/") for f in files)
     assert (project / "tests/conftest.py").read_bytes() == (root / "tests/conftest.py").read_bytes()
@@ -106,28 +112,38 @@ def test_project_is_fresh_repo_that_pushes(project, origin):
 
 
 def test_wait_http_fails_with_log_tail_when_server_dies(tmp_path):
-    from conftest import _start, _stop, _wait_http
-
     log = tmp_path / "server.log"
-    proc = _start(["sh", "-c", "echo 'bind: address in use'; exit 3"], dict(os.environ), log)
+    proc = services.start(["sh", "-c", "echo 'bind: address in use'; exit 3"], os.environ, log)
     try:
-        with pytest.raises(pytest.fail.Exception, match=r"(?s)exited with code 3.*address in use"):
-            _wait_http("http://127.0.0.1:9/", None, 10, proc, log)
+        with pytest.raises(services.ServiceError, match=r"(?s)exited with code 3.*address in use"):
+            services.wait_http("http://127.0.0.1:9/", None, 10, proc, log)
     finally:
-        _stop(proc)
+        services.stop(proc)
 
 
 def test_stop_kills_whole_group_even_if_sigterm_is_ignored(tmp_path):
-    from conftest import _start, _stop
-
     # Ignored signals stay ignored across fork and exec, so the children ignore SIGTERM too.
     script = "trap '' TERM; sleep 300 & sleep 300 & echo started; wait"
-    proc = _start(["sh", "-c", script], dict(os.environ), tmp_path / "log")
+    proc = services.start(["sh", "-c", script], os.environ, tmp_path / "log")
     deadline = time.monotonic() + 10
     while "started" not in (tmp_path / "log").read_text() and time.monotonic() < deadline:
         time.sleep(0.05)
-    _stop(proc, timeout=1)
+    services.stop(proc, timeout=1)
     assert proc.returncode == -signal.SIGKILL
     ps = subprocess.run(["ps", "-eo", "pgid=,stat="], check=True, capture_output=True, text=True)
     live = [line for line in ps.stdout.splitlines() if line.split()[0] == str(proc.pid)]
     assert [line for line in live if not line.split()[1].startswith("Z")] == []
+
+
+def test_bare_origin_mirrors_branches_and_tags(project, tmp_path):
+    git("tag", "-m", "a run", "run-x", cwd=project)
+    git("branch", "side", cwd=project)
+
+    mirror = services.bare_origin(tmp_path / "mirror.git", source=project)
+
+    assert git("rev-parse", "--is-bare-repository", cwd=mirror) == "true"
+    assert git("for-each-ref", "--format=%(refname) %(objectname)", cwd=mirror).splitlines() == [
+        f"refs/heads/main {git('rev-parse', 'main', cwd=project)}",
+        f"refs/heads/side {git('rev-parse', 'side', cwd=project)}",
+        f"refs/tags/run-x {git('rev-parse', 'run-x', cwd=project)}",
+    ]

@@ -11,46 +11,44 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, _isolated, _project_files
 from gitrepos import (
     clone,
     commit_file,
     commit_of,
     copy_cache,
+    copy_project,
     dvc_key,
     files_named,
     git,
     invoke,
     lock_outs,
+    outputs,
     parents,
     refs,
     run_cache_entries,
     show,
+    stages,
     subject,
     tag_run,
     trailers,
 )
 
+import tasks
+from src.runloop import services
+
 
 @pytest.fixture(scope="module")
 def pipeline_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The DVC cache (outputs and run cache) of one pipeline run of this project, without any remote."""
+    """The DVC cache (outputs and run cache) of one pipeline run of the project, without any remote."""
     base = tmp_path_factory.mktemp("pipeline")
-    env = _isolated(dict(os.environ), base)  # module scope: set up before the per-test isolation
-    repo = base / "project"
-    for name in _project_files(ROOT):
-        if (ROOT / name).exists():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
-    for args in (["init", "--quiet", "-b", "main"], ["add", "-A"], ["commit", "--quiet", "-m", "Seed"]):
-        git(*args, cwd=repo, env=env)
+    env = services.isolated(os.environ, base)  # module scope: set up before the per-test isolation
+    repo = copy_project(base / "project", env=env)
     result = invoke(repo, "repro", env=env)
     assert result.returncode == 0, result.stdout
     return repo / ".dvc" / "cache"
@@ -88,10 +86,10 @@ def assert_data_pushed(s3, bucket: str, repo: Path) -> None:
     """Every output named in the runner's dvc.lock, and its run cache, are in `bucket`."""
     keys = set(s3.server.keys(bucket))
     outs = lock_outs((repo / "dvc.lock").read_text())
-    assert len(outs) >= 10
+    assert len(outs) == len(outputs(repo))
     assert {path: dvc_key(md5) for path, md5 in outs.items() if dvc_key(md5) not in keys} == {}
     entries = run_cache_entries(repo / ".dvc" / "cache")
-    assert len(entries) == 4  # one per stage
+    assert len(entries) == len(stages(repo))  # one per stage
     assert entries <= keys
 
 
@@ -139,7 +137,8 @@ def test_share_pushes_data_then_commits_results(dev, origin, s3, pipeline_cache,
     assert f"## Run `{tag}`" in text and tagged in text
     assert f"Results committed as {results[:12]} on origin/main" in text
     assert re.search(r"^\| Path +\| accuracy +\|", text, re.MULTILINE)
-    assert re.search(r"^\| metrics/evaluate\.json +\| 0\.9\d+ ", text, re.MULTILINE)  # the metrics table
+    accuracy = json.loads((repo / "metrics" / "evaluate.json").read_text())["accuracy"]
+    assert re.search(rf"^\| metrics/evaluate\.json +\| {accuracy} ", text, re.MULTILINE)  # the metrics table
     assert re.search(r"^\| params\.yaml +\| evaluate\.threshold +\| 0\.5 ", text, re.MULTILINE)  # params
     for stage, run_id in zip(("evaluate", "train"), run_ids, strict=True):
         assert re.search(rf"^- MLflow \({stage}\): run {run_id} ", text, re.MULTILINE)
@@ -387,31 +386,31 @@ def test_share_keeps_results_aside_when_no_branch_is_clearly_theirs(dev, origin,
     """Several candidate branches, none named by the tag: the results are kept, on results/<tag>, not guessed."""
     git("push", "--quiet", "origin", "main:feature", cwd=dev)
     tagged = git("rev-parse", "HEAD", cwd=dev)
-    git("tag", "run-example-x", cwd=dev)  # lightweight, made by hand: no branch recorded
-    git("push", "--quiet", "origin", "refs/tags/run-example-x", cwd=dev)
-    repo = runner(origin, tmp_path / "runner", "run-example-x", pipeline_cache, s3_env(s3))
+    git("tag", f"{tasks.TAG_PREFIX}-x", cwd=dev)  # lightweight, made by hand: no branch recorded
+    git("push", "--quiet", "origin", f"refs/tags/{tasks.TAG_PREFIX}-x", cwd=dev)
+    repo = runner(origin, tmp_path / "runner", f"{tasks.TAG_PREFIX}-x", pipeline_cache, s3_env(s3))
     before = refs(origin)
 
-    out = share(repo, "--tag", "run-example-x", env=s3_env(s3))
+    out = share(repo, "--tag", f"{tasks.TAG_PREFIX}-x", env=s3_env(s3))
 
-    side = "refs/heads/results/run-example-x"
+    side = f"refs/heads/results/{tasks.TAG_PREFIX}-x"
     after = refs(origin)
     assert parents(origin, after.pop(side)) == [tagged] and after == before
     assert f"Several branches on origin contain {tagged[:12]} (feature, main) and the tag names none of them" in out
-    assert "on branch results/run-example-x instead — merge it to keep them there." in out
+    assert f"on branch results/{tasks.TAG_PREFIX}-x instead — merge it to keep them there." in out
     assert_data_pushed(s3, s3.dvc_bucket, repo)
 
     # Told which branch, a fresh runner of another tag on the same commit puts its results there.
-    git("tag", "run-example-y", tagged, cwd=dev)
-    git("push", "--quiet", "origin", "refs/tags/run-example-y", cwd=dev)
-    again = runner(origin, tmp_path / "again", "run-example-y", pipeline_cache, s3_env(s3))
-    out = share(again, "--tag", "run-example-y", "--branch", "main", env=s3_env(s3))
+    git("tag", f"{tasks.TAG_PREFIX}-y", tagged, cwd=dev)
+    git("push", "--quiet", "origin", f"refs/tags/{tasks.TAG_PREFIX}-y", cwd=dev)
+    again = runner(origin, tmp_path / "again", f"{tasks.TAG_PREFIX}-y", pipeline_cache, s3_env(s3))
+    out = share(again, "--tag", f"{tasks.TAG_PREFIX}-y", "--branch", "main", env=s3_env(s3))
     results = refs(origin)["refs/heads/main"]
     assert f"Results committed as {results[:12]} on origin/main" in out
     assert parents(origin, results) == [tagged] and refs(origin)["refs/heads/feature"] == tagged
 
 
-ODD_TAGS = ["run-example-x$(touch${IFS}pwned)", "run-example-y;`touch${IFS}pwned`;z"]
+ODD_TAGS = [tasks.TAG_PREFIX + "-x$(touch${IFS}pwned)", tasks.TAG_PREFIX + "-y;`touch${IFS}pwned`;z"]
 
 
 @pytest.mark.slow
@@ -444,8 +443,8 @@ def test_share_refuses_without_a_tag(dev, origin, tmp_path):
     out = share(repo, env=dict(os.environ), code=1)
     assert "No run tag — pass --tag NAME (on GitHub Actions it comes from GITHUB_REF)" in out
 
-    out = share(repo, "--tag", "run-example-nope", env=dict(os.environ), code=1)
-    assert "Tag 'run-example-nope' is not in this clone" in out
+    out = share(repo, "--tag", f"{tasks.TAG_PREFIX}-nope", env=dict(os.environ), code=1)
+    assert f"Tag '{tasks.TAG_PREFIX}-nope' is not in this clone" in out
     assert "git fetch origin --tags" in out
 
 

@@ -13,7 +13,7 @@ from gitrepos import commit_file, git, invoke, local_tags, refs, tag_run
 import tasks
 from src.runloop import run_tag
 
-TAG = re.compile(r"^run-example-main-(\d{8}-\d{6})(-nightly)?$")
+TAG = re.compile(rf"^{re.escape(tasks.TAG_PREFIX)}-main-(\d{{8}}-\d{{6}})(-nightly)?$")
 
 
 def refuses(dev: Path, origin: Path, *args: str) -> str:
@@ -61,7 +61,7 @@ def test_tag_run_names_the_branch(dev, origin):
 
     tag = tag_run(dev)
 
-    assert re.fullmatch(r"run-example-feature-new-idea-\d{8}-\d{6}", tag)
+    assert re.fullmatch(rf"{re.escape(tasks.TAG_PREFIX)}-feature-new-idea-\d{{8}}-\d{{6}}", tag)
     body = git("cat-file", "-p", f"refs/tags/{tag}", cwd=origin).partition("\n\n")[2]
     assert body == f"Run {tag}\n\nBranch: feature/New_Idea"
 
@@ -73,7 +73,9 @@ def test_tag_run_dry_run_changes_nothing(dev, origin):
     result = invoke(dev, "tag-run", "--dry-run", "--name", "nightly")
 
     assert result.returncode == 0, result.stdout
-    assert re.search(rf"Would tag {head} \(main\) as run-example-main-\d{{8}}-\d{{6}}-nightly ", result.stdout)
+    assert re.search(
+        rf"Would tag {head} \(main\) as {re.escape(tasks.TAG_PREFIX)}-main-\d{{8}}-\d{{6}}-nightly ", result.stdout
+    )
     assert (local_tags(dev), refs(origin)) == ([], before)
 
 
@@ -122,7 +124,7 @@ def test_tag_run_refuses_an_unknown_remote(dev, origin):
 def test_tag_run_refuses_a_tag_that_exists(dev, origin, where):
     # The name holds the current second, so take every name tag-run could pick in the next minutes.
     now = datetime.now(UTC)
-    names = [f"run-example-main-{(now + timedelta(seconds=s)):%Y%m%d-%H%M%S}-nightly" for s in range(-2, 180)]
+    names = [f"{tasks.TAG_PREFIX}-main-{(now + timedelta(seconds=s)):%Y%m%d-%H%M%S}-nightly" for s in range(-2, 180)]
     repo = dev if where == "local" else origin
     head = git("rev-parse", "HEAD", cwd=dev)
     stdin = "".join(f"create refs/tags/{name} {head}\n" for name in names)
@@ -131,7 +133,7 @@ def test_tag_run_refuses_a_tag_that_exists(dev, origin, where):
     message = refuses(dev, origin, "--name", "nightly")
 
     assert datetime.now(UTC) < now + timedelta(seconds=178), "too slow to test: the names ran out"
-    assert re.search(r"Tag 'run-example-main-\d{8}-\d{6}-nightly' already exists", message)
+    assert re.search(rf"Tag '{re.escape(tasks.TAG_PREFIX)}-main-\d{{8}}-\d{{6}}-nightly' already exists", message)
     assert "pass another --name" in message
 
 

@@ -78,8 +78,8 @@ def main() -> None:
 
     from src.runloop import tracking
 
-    params = load_params("evaluate")
-    experiment = load_params("train")["experiment"]
+    params = load_params("evaluate", types={"threshold": float})
+    experiment = load_params("train", types={"experiment": str})["experiment"]
     root = config.ROOT
     with open(root / config.MODEL, "rb") as f:
         model = pickle.load(f)  # noqa: S301 - our own stage output, tracked by DVC

@@ -50,7 +50,7 @@ def prepare(raw: pd.DataFrame, test_size: float, val_size: float, seed: int) -> 
 
 
 def main() -> None:
-    params = load_params("prepare")
+    params = load_params("prepare", types={"test_size": float, "val_size": float, "seed": int})
     log.info("Prepare start: %s", params)
     raw = pd.read_csv(config.ROOT / config.RAW_DATA)
     splits = prepare(raw, float(params["test_size"]), float(params["val_size"]), int(params["seed"]))

@@ -25,7 +25,7 @@ def query(dataset: str) -> pd.DataFrame:
 
 
 def main() -> None:
-    params = load_params("query")
+    params = load_params("query", types={"dataset": str})
     log.info("Query start: dataset=%s", params["dataset"])
     raw = query(params["dataset"])
     out = config.ROOT / config.RAW_DATA

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from src.example import config
+from src.runloop import tracking
 from src.runloop.stage import load_params, run_stage
 
 log = logging.getLogger(__name__)
@@ -71,17 +72,31 @@ def train(
     return TrainResult(best, models[best], scores)
 
 
+def _log_model(run: Any, model: Any, train_data: pd.DataFrame, registered_model: str) -> None:
+    """Log the chosen model in MLflow's sklearn flavour and register it as a new version of `registered_model`."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    features, _ = _xy(train_data)
+    info = mlflow.sklearn.log_model(
+        model,
+        name="model",
+        signature=infer_signature(features, model.predict(features)),
+        input_example=features.head(3),
+        pip_requirements=tracking.locked_requirements("mlflow", "scikit-learn", "numpy", "scipy", "pandas"),
+    )
+    tracking.register_model(info.model_uri, registered_model, run)
+
+
 def main() -> None:
     import mlflow
 
-    from src.runloop import tracking
-
-    params = load_params("train")
+    params = load_params("train", types={"seed": int, "experiment": str, "registered_model": str, "candidates": dict})
     root = config.ROOT
     train_data = pd.read_csv(root / config.TRAIN_DATA)
     val_data = pd.read_csv(root / config.VAL_DATA)
     log.info("Training start: candidates=%s", ", ".join(params["candidates"]))
-    with tracking.stage_run("train", params["experiment"]):
+    with tracking.stage_run("train", params["experiment"]) as run:
         result = train(train_data, val_data, params["candidates"], int(params["seed"]))
         (root / config.MODEL).parent.mkdir(parents=True, exist_ok=True)
         with open(root / config.MODEL, "wb") as f:
@@ -99,7 +114,7 @@ def main() -> None:
             {"best_val_accuracy": metrics["best_val_accuracy"]}
             | {f"val_accuracy.{n}": s for n, s in result.val_accuracy.items()}
         )
-        mlflow.log_artifact(str(root / config.MODEL), artifact_path="model")
+        _log_model(run, result.model, train_data, params["registered_model"])
     log.info("Training complete: best=%s val_acc=%.3f", result.best, result.val_accuracy[result.best])
 
 

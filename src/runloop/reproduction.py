@@ -34,6 +34,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from invoke import Exit
+
 from src.runloop import dvc_remote, environment, machine, report, runner, runs, tracking
 
 BIT_IDENTICAL, EQUIVALENT, DIFFERENT = "bit-identical", "numerically equivalent", "different"
@@ -418,6 +420,9 @@ def main(argv: list[str] | None = None) -> int:
         return reproduce(args.run, args.rtol, args.atol, args.keep, args.track)
     except CannotReproduce as exc:
         print(f"\nCould not reproduce: {exc}", flush=True)
+        return CANNOT
+    except Exit as exc:  # a refusal of the shared plumbing (an unreadable .env, say): its one line
+        print(f"\nCould not reproduce: {exc.message}", flush=True)
         return CANNOT
     except KeyboardInterrupt:
         print("\nInterrupted: the worktree is removed; nothing of the run was changed.", flush=True)

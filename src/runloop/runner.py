@@ -9,7 +9,7 @@ from pathlib import Path
 
 from invoke import Exit
 
-from src.runloop import environment
+from src.runloop import environment, packages
 
 # Variables a CI run needs, and where a team sets each one in the repository settings.
 CI_SETTINGS = {
@@ -26,9 +26,15 @@ def at_root() -> None:
     os.chdir(environment.ROOT)
 
 
-def pipeline_environment() -> dict[str, str]:
-    """The environment the pipeline runs in: `.env` read in (real variables win) and the tracking URI fixed."""
-    environment.load_dotenv()
+def pipeline_environment(strict: bool = True) -> dict[str, str]:
+    """The environment the pipeline runs in: `.env` read in (real variables win) and the tracking URI fixed.
+
+    A `.env` line that cannot be parsed stops here, naming the file and the line (`strict=False`: read the rest).
+    """
+    try:
+        environment.load_dotenv(strict=strict)
+    except environment.SettingsError as exc:
+        raise Exit(str(exc), code=1) from None
     env = {**environment.QUIET, **os.environ}
     env["MLFLOW_TRACKING_URI"] = environment.tracking_uri(env)
     # Stages run `python`: make it this interpreter even when the venv is not activated.
@@ -40,24 +46,19 @@ def on_actions(env: Mapping[str, str]) -> bool:
     return env.get("GITHUB_ACTIONS") == "true"
 
 
+def missing_ci_settings(env: Mapping[str, str]) -> str | None:
+    """The message naming every variable and secret a CI run needs that is not set, or None."""
+    missing = [name for name in CI_SETTINGS if not environment.env_value(name, env)]
+    if not missing:
+        return None
+    where = ", ".join(f"{n} (from {CI_SETTINGS[n]})" for n in missing)
+    return (
+        f"Missing on this runner: {where} — set them in the repository's Settings → Secrets and variables "
+        "→ Actions (see the README's environment table)."
+    )
+
+
 def require_ci_settings(env: Mapping[str, str]) -> None:
     """On GitHub Actions, stop at once if a variable or secret the run needs is missing, or Python is another."""
-    import tomllib
-
-    pipfile = tomllib.loads((environment.ROOT / "Pipfile").read_text())
-    wanted = pipfile.get("requires", {}).get("python_version")
-    running = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if wanted and running != wanted:
-        raise Exit(
-            f"This runner's Python is {running}, but Pipfile.lock was made for {wanted} (Pipfile [requires]) — put "
-            f"Python {wanted} first on the runner's PATH; results from another Python are not the locked ones.",
-            code=1,
-        )
-    missing = [name for name in CI_SETTINGS if not environment.env_value(name, env)]
-    if missing:
-        where = ", ".join(f"{n} (from {CI_SETTINGS[n]})" for n in missing)
-        raise Exit(
-            f"Missing on this runner: {where} — set them in the repository's Settings → Secrets and variables "
-            "→ Actions (see the README's environment table).",
-            code=1,
-        )
+    if problem := packages.python_mismatch() or missing_ci_settings(env):
+        raise Exit(problem, code=1)

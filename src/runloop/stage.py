@@ -3,36 +3,129 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from src.runloop import environment
 
 PARAMS_FILE = environment.ROOT / "params.yaml"
+# What a params value must be, as load_params(types=…) names it in a message.
+_KINDS = {
+    int: "a whole number",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    dict: "a mapping",
+    list: "a list",
+}
 
 
-def load_params(section: str, path: Path = PARAMS_FILE) -> dict:
-    """One stage's section of params.yaml."""
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (a cancelled or timed-out CI job) arriving in a stage: unwinds like Ctrl-C, so runs are closed."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def load_params(section: str, path: Path = PARAMS_FILE, types: Mapping[str, type] | None = None) -> dict:
+    """One stage's section of params.yaml; with `types`, each named key must be there with a value of that type.
+
+    A float key takes whole numbers too; a bool never passes as a number. A wrong value is a ValueError naming
+    the file, the key and its line, which run_stage turns into one line.
+    """
+    params = environment.read_yaml(path) or {}
+    if not isinstance(params, dict) or section not in params:
+        raise ValueError(f"{path.name} has no '{section}:' section — add it (see the README's pipeline table)")
+    values = params[section] or {}
+    for key, kind in (types or {}).items():
+        if key not in values:
+            raise ValueError(f"{path.name} misses {section}.{key} — add it ({_KINDS.get(kind, kind.__name__)})")
+        value = values[key]
+        accepted = (int, float) if kind is float else kind
+        if isinstance(value, bool) and kind is not bool or not isinstance(value, accepted):
+            line = _line_of(path, section, key)
+            raise ValueError(
+                f"{path.name}{f' line {line}' if line else ''}: {section}.{key} is {value!r}, "
+                f"it must be {_KINDS.get(kind, kind.__name__)} — fix it"
+            )
+    return values
+
+
+def _line_of(path: Path, section: str, key: str) -> int | None:
+    """The line of `section.key` in a YAML file, when it is a plain mapping there."""
     import yaml
 
-    params = yaml.safe_load(path.read_text()) or {}
-    if section not in params:
-        raise ValueError(f"params.yaml has no '{section}:' section — add it (see the README's pipeline table)")
-    return params[section] or {}
+    node = yaml.compose(path.read_text(encoding="utf-8"))
+    for name in (section, key):
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        node = next((v for k, v in node.value if getattr(k, "value", None) == name), None)
+    return node.start_mark.line + 1 if node is not None else None
+
+
+def _interrupt_on_sigterm() -> None:
+    def interrupt(signum: int, _frame: object) -> None:
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def _service_failure(exc: Exception) -> str | None:
+    """One line for a failure of MLflow or of the artifact store, without credentials; None for anything else."""
+    mlflow_exceptions = sys.modules.get("mlflow.exceptions")
+    requests_exceptions = sys.modules.get("requests.exceptions")
+    botocore_exceptions = sys.modules.get("botocore.exceptions")
+    boto3_exceptions = sys.modules.get("boto3.exceptions")
+    uri = environment.redact(environment.tracking_uri())
+    said = environment.one_line(environment.scrub(str(exc) or type(exc).__name__))
+    mlflow_errors = tuple(
+        getattr(module, name)
+        for module, name in [(mlflow_exceptions, "MlflowException"), (requests_exceptions, "RequestException")]
+        if module is not None
+    )
+    if isinstance(exc, mlflow_errors):
+        return f"MLflow at {uri} failed: {said} — check MLFLOW_URL and that the server is up (invoke doctor)"
+    s3_errors = tuple(
+        getattr(module, name)
+        for module, name in [(botocore_exceptions, "BotoCoreError"), (botocore_exceptions, "ClientError")]
+        + [(boto3_exceptions, "Boto3Error")]
+        if module is not None
+    )
+    if isinstance(exc, s3_errors):
+        return (
+            f"MLflow's artifact store failed: {said} — check MLFLOW_S3_ENDPOINT_URL and the AWS_* credentials "
+            "(invoke doctor)"
+        )
+    return None
 
 
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's main() as a command: log lines on stderr, and a bad input as one clear line, no traceback."""
+    """Run a stage's main() as a command: log lines on stderr, and a bad input as one clear line, no traceback.
+
+    Ctrl-C and SIGTERM stop the stage with one line too, after its MLflow run is marked KILLED.
+    """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    environment.load_dotenv()  # `dvc repro` run by hand sees the same settings as `invoke repro`
-    environment.quiet()  # before main() imports mlflow, which reads its telemetry switch at import
     log = logging.getLogger(main.__module__)
+    _interrupt_on_sigterm()
     try:
+        environment.load_dotenv()  # `dvc repro` run by hand sees the same settings as `invoke repro`
+        environment.quiet()  # before main() imports mlflow, which reads its telemetry switch at import
         main()
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        log.error("Stopped by %s — run the pipeline again to finish this stage", signal.Signals(signum).name)
+        sys.exit(128 + signum)
     except KeyError as exc:
         log.error("params.yaml misses the key %s — add it (params.yaml's comments say what each key means)", exc)
         sys.exit(1)
     except ValueError as exc:
-        log.error("%s", exc)
+        log.error("%s", environment.scrub(str(exc)))
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - each becomes one line, or a traceback without credentials
+        # A bug in the stage keeps its traceback (it is how to find the bug), minus any credential it quotes.
+        log.error("%s", _service_failure(exc) or environment.scrub(traceback.format_exc().rstrip()))
         sys.exit(1)

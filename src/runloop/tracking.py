@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -45,10 +46,47 @@ def run_tags(stage: str, env: Mapping[str, str] | None = None) -> dict[str, str]
         "git_dirty": None if dirty is None else str(bool(dirty)).lower(),
         "run_tag": environment.run_tag(env),
         "ci_run_url": environment.ci_run_url(env),
+        # Packages the runner has beyond Pipfile.lock (left there by other jobs), as `invoke repro` found them.
+        "python_extras": (environment.env_value("RUN_PYTHON_EXTRAS", env) or "")[:5000] or None,
         # The machine the stage ran on: why a reproduction's bytes may differ (see machine.py).
         **{f"env.{key}": value for key, value in machine.describe().items()},
     }
     return {k: v for k, v in tags.items() if v is not None}
+
+
+def locked_requirements(*names: str, lock: Path | None = None) -> list[str]:
+    """`name==version` of each distribution as Pipfile.lock pins it: a logged model's pip requirements.
+
+    MLflow would otherwise guess them by importing the model's modules: slow, and not the locked versions.
+    """
+    packages = json.loads((lock or ROOT / "Pipfile.lock").read_text())["default"]
+    missing = [n for n in names if n not in packages]
+    if missing:
+        raise ValueError(f"Pipfile.lock pins no {', '.join(missing)} — add it to the Pipfile and run `pipenv lock`")
+    return [f"{n}{packages[n]['version']}" for n in names]
+
+
+def register_model(model_uri: str, name: str, run: Any) -> Any:
+    """A new version of registered model `name` from `model_uri`, tied to `run`'s tag and commit.
+
+    Called only when the stage executes: a stage restored from the run cache registers nothing, and its record
+    (runs/<stage>.json) names the run whose version it is (MLflow links a version to its run).
+    """
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    tags = run.data.tags
+    wanted = {"run_tag": tags.get("run_tag"), "git_commit": tags.get("git_commit")}
+    version = mlflow.register_model(model_uri, name, tags={k: v for k, v in wanted.items() if v})
+    launch = f"run tag {wanted['run_tag']}" if wanted["run_tag"] else "a run without a tag (a local `invoke repro`)"
+    ci = f"; CI run {tags['ci_run_url']}" if tags.get("ci_run_url") else ""
+    description = (
+        f"Made by MLflow run {run.info.run_id} (stage {tags.get('stage')}) of {launch}, "
+        f"at commit {wanted['git_commit']}{ci}."
+    )
+    MlflowClient().update_model_version(name, version.version, description=description)
+    log.info("Registered model %s version %s", name, version.version)
+    return version
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
@@ -100,6 +138,17 @@ def _reachable(mlflow: Any, record: dict[str, Any] | None, uri: str) -> str | No
         return None
 
 
+def _end_killed(mlflow: Any) -> None:
+    """Mark the active run KILLED (Ctrl-C, or a cancelled job's SIGINT/SIGTERM) instead of leaving it RUNNING."""
+    # A second signal (GitHub sends SIGTERM after SIGINT) must not cut this last request short.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    try:
+        mlflow.end_run(status="KILLED")
+    except Exception as exc:  # noqa: BLE001 - the server may be what went away; the interrupt is the news
+        log.warning("Could not mark the MLflow run KILLED: %s", environment.one_line(environment.scrub(str(exc))))
+
+
 @contextmanager
 def stage_run(
     stage: str, experiment: str, root: Path = ROOT, after: str | None = None, params: Mapping[str, Any] | None = None
@@ -119,8 +168,12 @@ def stage_run(
     if after and (parent := _reachable(mlflow, read_record(root / RUNS_DIR / f"{after}.json"), uri)):
         tags["mlflow.parentRunId"] = parent
     with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
-        mlflow.log_params(dict(params or {}))
-        yield run
+        try:
+            mlflow.log_params(dict(params or {}))
+            yield run
+        except KeyboardInterrupt:
+            _end_killed(mlflow)
+            raise
     info = run.info
     record = {"stage": stage, "run_id": info.run_id, "experiment_id": info.experiment_id, "tracking_uri": redact(uri)}
     (root / RUNS_DIR).mkdir(parents=True, exist_ok=True)

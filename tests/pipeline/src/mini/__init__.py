@@ -1,0 +1,1 @@
+"""The tests' own pipeline (see tests/pipeline/README.md)."""

@@ -1,0 +1,592 @@
+"""The fault matrix, repro's side: each row against the real services, with one line, no traceback, no secret.
+
+Rows 6 (S3), 7 (MLflow), 8 (missing settings), 14 (malformed files and params), 16 (Python drift), and repro's
+part of 4 (outputs that cannot be shared; stages DVC skipped) and 9 (SIGINT/SIGTERM during a stage).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from faults_fixtures import (
+    INVOKE,
+    TINY_DVC_YAML,
+    TINY_PARAMS,
+    AuthS3,
+    group_running,
+    lines,
+    moto_with_auth,
+    pip_install_into,
+    process_running,
+    run_invoke,
+    wheel,
+    write_tiny,
+)
+from gitrepos import git
+
+from src.runloop import environment, stage
+from src.runloop import mlflow_server as tracking_server
+
+# Values no tool knows: if one shows up in an output, the code under test printed it.
+PASSWORD = "pw-Zq81-never-print"  # noqa: S105
+AWS_SECRET = "aws-secret-Kx52-never-print"  # noqa: S105
+TOKEN = "tok-Hy73-never-print"  # noqa: S105
+
+
+@pytest.fixture
+def tiny(project: Path) -> Path:
+    """The project copy as a one-stage pipeline of its own (faults_fixtures.SLEEPER)."""
+    return write_tiny(project)
+
+
+@pytest.fixture(scope="module")
+def s3_with_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthS3]:
+    with moto_with_auth(tmp_path_factory.mktemp("moto-auth")) as server:
+        yield server
+
+
+def clean(out: str, *secrets: str) -> None:
+    """No traceback, and none of the secrets."""
+    assert "Traceback" not in out, out
+    for secret in (PASSWORD, AWS_SECRET, TOKEN, *secrets):
+        assert secret not in out, out
+
+
+def nothing_ran(project: Path, out: str) -> None:
+    assert "$ dvc repro" not in out and "Running stage" not in out, out
+    assert not (project / "dvc.lock").exists()
+
+
+# --- row 7 / hole 1: MLflow down, not MLflow, credentials in the URL ----------------------------------------
+
+
+def test_repro_stops_before_any_stage_when_mlflow_is_down(tiny):
+    code, out = run_invoke(tiny, "repro", env={"MLFLOW_URL": f"http://ci:{PASSWORD}@127.0.0.1:9"})
+
+    assert code == 1
+    assert lines(out) == [
+        "mlflow: MLflow at http://127.0.0.1:9 is unreachable ([Errno 111] Connection refused) — check MLFLOW_URL "
+        "and that the tracking server is up"
+    ]
+    clean(out)
+    nothing_ran(tiny, out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("suffix", "shown"),
+    [("/not-mlflow", "/not-mlflow"), (f"/not-mlflow?token={TOKEN}&x=1", "/not-mlflow?token=***&x=1")],
+)
+def test_repro_names_a_url_that_answers_404(tiny, mlflow_server, suffix, shown):
+    url = mlflow_server.url.replace("http://", f"http://ci:{PASSWORD}@") + suffix
+
+    code, out = run_invoke(tiny, "repro", env={"MLFLOW_URL": url})
+
+    assert code == 1
+    assert lines(out) == [
+        f"mlflow: {mlflow_server.url}{shown} answered HTTP 404 to MLflow's REST API: no MLflow tracking server at "
+        "that URL — check MLFLOW_URL: the address the MLflow UI is served at"
+    ]
+    clean(out)
+    nothing_ran(tiny, out)
+
+
+@pytest.mark.slow
+def test_mlflow_check_creates_the_experiment_and_refuses_a_deleted_one(mlflow_server):
+    client = mlflow_server.client()
+    url = mlflow_server.url.replace("http://", f"http://ci:{PASSWORD}@")
+    name = f"faults-{time.time_ns()}"
+
+    said = mlflow_server_check(url, [name], create=False)
+    assert said == f"{mlflow_server.url} answers; experiment {name!r} not there yet (the first run creates it)"
+    assert client.get_experiment_by_name(name) is None
+
+    said = mlflow_server_check(url, [name], create=True)
+    assert said == f"{mlflow_server.url} answers; experiment {name!r} created"
+    created = client.get_experiment_by_name(name)
+    assert created is not None and created.lifecycle_stage == "active"
+    assert mlflow_server_check(url, [name], create=True).endswith(f"experiment {name!r} found")
+
+    client.delete_experiment(created.experiment_id)
+    with pytest.raises(tracking_server.Unusable) as refused:
+        mlflow_server_check(url, [name], create=True)
+    assert str(refused.value) == (
+        f"MLflow experiment {name!r} is deleted at {mlflow_server.url} — restore it in MLflow, or name another "
+        "experiment in params.yaml"
+    )
+
+
+def mlflow_server_check(url: str, names: list[str], create: bool) -> str:
+    return tracking_server.check(url, names, {"MLFLOW_URL": url}, create)
+
+
+def test_a_stages_own_mlflow_failure_is_one_line_without_the_password(tiny):
+    # The server went away after repro's check: the stage's own MLflow call fails (no retries, to be quick).
+    env = {
+        **os.environ,
+        "MLFLOW_URL": f"http://ci:{PASSWORD}@127.0.0.1:9",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "src.sleeper"], cwd=tiny, env=env, capture_output=True, text=True, timeout=120
+    )
+
+    assert done.returncode == 1
+    assert done.stdout == ""
+    [line] = lines(done.stderr)
+    assert line.startswith("ERROR __main__: MLflow at http://127.0.0.1:9 failed: API request to http://127.0.0.1:9/")
+    assert line.endswith(" — check MLFLOW_URL and that the server is up (invoke doctor)")
+    clean(done.stderr)
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        (f"https://mlflow.example.com/?token={TOKEN}", "https://mlflow.example.com/?token=***"),
+        (f"https://u:{PASSWORD}@h:8443/p?a=1&password={PASSWORD}#f", "https://h:8443/p?a=1&password=***#f"),
+        (f"https://h/p?api_key={TOKEN}&Access_Token={TOKEN}&page=2", "https://h/p?api_key=***&Access_Token=***&page=2"),
+        ("https://h/p?key=&x=1", "https://h/p?key=&x=1"),  # nothing to hide
+        ("https://h/p?x=1", "https://h/p?x=1"),
+    ],
+)
+def test_redact_hides_credentials_in_query_strings(uri, expected):
+    assert environment.redact(uri) == expected
+
+
+def test_scrub_cuts_credentials_out_of_a_tools_message():
+    said = (
+        f"API request to http://ci:{PASSWORD}@127.0.0.1:9/api?password={PASSWORD}&x=1 failed; "
+        f"secret {AWS_SECRET} and X-Amz-Signature={TOKEN}"
+    )
+    scrubbed = environment.scrub(said, {"AWS_SECRET_ACCESS_KEY": AWS_SECRET})
+    assert (
+        scrubbed == "API request to http://127.0.0.1:9/api?password=***&x=1 failed; secret *** and X-Amz-Signature=***"
+    )
+
+
+# --- row 6: the DVC remote (S3) ----------------------------------------------------------------------------
+
+
+def s3_env(endpoint: str, bucket: str, key: str = "AKIAFAULTS", secret: str = AWS_SECRET) -> dict[str, str]:
+    return {
+        "MLFLOW_S3_ENDPOINT_URL": endpoint,
+        "DVC_REMOTE_URL": f"s3://{bucket}/faults",
+        "AWS_ACCESS_KEY_ID": key,
+        "AWS_SECRET_ACCESS_KEY": secret,
+    }
+
+
+def test_repro_stops_before_the_pipeline_when_s3_is_unreachable(tiny):
+    code, out = run_invoke(tiny, "repro", env=s3_env("http://127.0.0.1:9", "dvc-store"))
+
+    assert code == 1
+    assert lines(out) == [
+        "dvc remote: the DVC remote's S3 endpoint http://127.0.0.1:9 is unreachable (EndpointConnectionError) — "
+        "check MLFLOW_S3_ENDPOINT_URL and that the S3 service is up"
+    ]
+    clean(out)
+    nothing_ran(tiny, out)
+
+
+@pytest.mark.slow
+def test_repro_names_a_missing_bucket(tiny, s3):
+    env = s3_env(s3.server.endpoint_url, "no-such-bucket", s3.server.access_key)
+
+    code, out = run_invoke(tiny, "repro", env=env)
+
+    assert code == 1
+    assert lines(out) == [
+        f"dvc remote: bucket 'no-such-bucket' of the DVC remote s3://no-such-bucket/faults does not exist at "
+        f"{s3.server.endpoint_url} — create it, or point DVC_REMOTE_URL at a bucket that exists"
+    ]
+    clean(out)
+    nothing_ran(tiny, out)
+
+
+@pytest.mark.slow
+def test_repro_names_refused_credentials_and_shows_no_secret(tiny, s3_with_auth):
+    env = s3_env(s3_with_auth.endpoint_url, s3_with_auth.bucket, s3_with_auth.access_key, AWS_SECRET)
+
+    code, out = run_invoke(tiny, "repro", env=env)
+
+    assert code == 1
+    assert lines(out) == [
+        f"dvc remote: {s3_with_auth.endpoint_url} refused the S3 credentials for s3://dvc-auth/faults "
+        "(SignatureDoesNotMatch) — check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (on the runner: secrets "
+        "MINIO_ACCESS_KEY_ID and MINIO_SECRET_ACCESS_KEY)"
+    ]
+    clean(out, s3_with_auth.secret_key)
+    nothing_ran(tiny, out)
+
+
+@pytest.mark.slow
+def test_repro_with_a_reachable_writable_remote_leaves_no_probe_behind(tiny, s3_with_auth):
+    env = {
+        **s3_env(s3_with_auth.endpoint_url, s3_with_auth.bucket, s3_with_auth.access_key, s3_with_auth.secret_key),
+        "SLEEPER_MARKER": str(tiny / "marker.json"),
+    }
+
+    code, out = run_invoke(tiny, "repro", env=env)
+
+    assert code == 0, out
+    assert "$ dvc repro --pull" in out and "Running stage 'sleeper'" in out
+    clean(out, s3_with_auth.secret_key)
+    # The write probe is gone again: only what DVC itself put there (nothing, before `dvc push`).
+    listing = s3_with_auth.client().list_objects_v2(Bucket=s3_with_auth.bucket)
+    assert [o["Key"] for o in listing.get("Contents", [])] == []
+
+
+# --- row 8: missing settings on the runner -----------------------------------------------------------------
+
+
+def test_repro_on_actions_lists_every_missing_setting_in_one_message(tiny):
+    env = {"GITHUB_ACTIONS": "true", "AWS_SECRET_ACCESS_KEY": AWS_SECRET, "MLFLOW_URL": f"http://u:{PASSWORD}@h"}
+
+    code, out = run_invoke(tiny, "repro", env=env)
+
+    assert code == 1
+    assert lines(out) == [
+        "settings: Missing on this runner: MLFLOW_S3_ENDPOINT_URL (from repository variable MLFLOW_S3_ENDPOINT_URL), "
+        "AWS_ACCESS_KEY_ID (from secret MINIO_ACCESS_KEY_ID), ACCESS_TOKEN (from secret ACCESS_TOKEN) — set them in "
+        "the repository's Settings → Secrets and variables → Actions (see the README's environment table)."
+    ]
+    clean(out)
+    nothing_ran(tiny, out)
+
+
+# --- row 14: malformed files and wrong-typed params --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        (
+            "params.yaml",
+            "sleeper:\n  experiment: faults\n   seconds: 0\n",
+            "files: params.yaml line 3, column 11 is not valid YAML (mapping values are not allowed in this context) "
+            "— fix it",
+        ),
+        (
+            "dvc.yaml",
+            TINY_DVC_YAML.replace("    outs:\n", "    outs:\n  - [\n"),
+            "files: dvc.yaml line 10, column 3 is not valid YAML (did not find expected key) — fix it",
+        ),
+        (
+            "dvc.yaml",
+            TINY_DVC_YAML.replace("sleeper.seconds", "sleeper.secs"),
+            "files: params.yaml has no sleeper.secs, which dvc.yaml's stage 'sleeper' reads — add it, or drop it "
+            "from the stage's params",
+        ),
+        (
+            "dvc.yaml",
+            TINY_DVC_YAML.replace("    cmd: python -m src.sleeper\n", ""),
+            "files: dvc.yaml: stage 'sleeper' has no 'cmd:' — give it the command to run",
+        ),
+    ],
+)
+def test_repro_names_the_file_and_line_of_a_malformed_file(tiny, name, text, expected):
+    (tiny / name).write_text(text)
+
+    code, out = run_invoke(tiny, "repro")
+
+    assert code == 1
+    assert lines(out) == [expected]
+    clean(out)
+    nothing_ran(tiny, out)
+
+
+def test_repro_stops_on_a_dotenv_line_it_cannot_parse(tiny):
+    (tiny / ".env").write_text(f'MLFLOW_URL=\nAWS_SECRET_ACCESS_KEY="{AWS_SECRET}\nDVC_REMOTE_URL=\n')
+
+    code, out = run_invoke(tiny, "repro")
+
+    assert code == 1
+    assert lines(out) == [
+        f"{tiny}/.env line 2 cannot be parsed — write each setting as NAME=value (quote a value holding spaces "
+        "or #, close every quote)"
+    ]
+    clean(out)
+    nothing_ran(tiny, out)
+    # A stage run by `dvc repro` directly stops the same way.
+    done = subprocess.run([sys.executable, "-m", "src.sleeper"], cwd=tiny, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert lines(done.stderr) == [f"ERROR __main__: {lines(out)[0]}"]
+
+
+@pytest.mark.slow
+def test_a_wrong_typed_param_is_one_line_with_file_key_and_line(tiny):
+    (tiny / "params.yaml").write_text(TINY_PARAMS.replace("seconds: 0", "seconds: [0.2]"))
+
+    code, out = run_invoke(tiny, "repro")
+
+    assert code == 1
+    assert "ERROR __main__: params.yaml line 4: sleeper.seconds is [0.2], it must be a number — fix it" in out
+    assert out.rstrip().endswith("The pipeline failed (DVC's message is above) — fix the failing stage and run again.")
+    clean(out)
+    assert not (tiny / "out" / "sleeper.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("s:\n  n: 3\n  x: 0.5\n  name: a\n", None),
+        ("s:\n  n: 3.5\n  x: 0.5\n  name: a\n", "params.yaml line 2: s.n is 3.5, it must be a whole number — fix it"),
+        ("s:\n  n: true\n  x: 1\n  name: a\n", "params.yaml line 2: s.n is True, it must be a whole number — fix it"),
+        ("s:\n  n: 3\n  x: '0.5'\n  name: a\n", "params.yaml line 3: s.x is '0.5', it must be a number — fix it"),
+        ("s:\n  n: 3\n  name: a\n", "params.yaml misses s.x — add it (a number)"),
+        ("s: {n: 3, x: 1, name: [a]}\n", "params.yaml line 1: s.name is ['a'], it must be a string — fix it"),
+    ],
+)
+def test_load_params_checks_types(tmp_path, text, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    types = {"n": int, "x": float, "name": str}
+    if message is None:
+        assert stage.load_params("s", path, types=types)["n"] == 3
+    else:
+        with pytest.raises(ValueError) as refused:
+            stage.load_params("s", path, types=types)
+        assert str(refused.value) == message
+
+
+# --- row 16: the runner's Python environment drifted from Pipfile.lock -------------------------------------
+
+
+def locked_default() -> tuple[str, str]:
+    """A package the lock pins for every platform, and its version."""
+    lock = json.loads((Path(__file__).resolve().parents[1] / "Pipfile.lock").read_text())["default"]
+    name, spec = next((n, s) for n, s in sorted(lock.items()) if "markers" not in s or "python_version" in s["markers"])
+    return name, spec["version"].removeprefix("==")
+
+
+def test_repro_on_the_runner_fails_on_a_version_the_lock_does_not_pin(tiny, tmp_path):
+    name, version = locked_default()
+    left = pip_install_into(tmp_path / "left", wheel(tmp_path, name, "0.0.1"))
+    env = {
+        "PYTHONPATH": str(left),
+        "GITHUB_ACTIONS": "true",
+        "MLFLOW_URL": "http://127.0.0.1:9",
+        "MLFLOW_S3_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_ACCESS_KEY_ID": "AKIAFAULTS",
+        "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
+        "ACCESS_TOKEN": TOKEN,
+    }
+
+    code, out = run_invoke(tiny, "repro", env=env)
+
+    assert code == 1
+    failures = [line for line in lines(out) if not line.startswith("warning: ")]
+    normalized = name.replace("_", "-").replace(".", "-").lower()
+    assert failures == [
+        f"packages: differ from Pipfile.lock: {normalized}: installed 0.0.1, locked {version} — run `pipenv sync "
+        "--system` (it never removes packages: on a long-lived runner, uninstall the rest)"
+    ]
+    clean(out)
+    nothing_ran(tiny, out)
+
+
+@pytest.mark.slow
+def test_repro_lists_extra_packages_and_records_them_with_the_run(tiny, tmp_path, mlflow_server):
+    left = pip_install_into(tmp_path / "left", wheel(tmp_path, "leftover-tool", "1.2.3"))
+    env = {"PYTHONPATH": str(left), "MLFLOW_URL": mlflow_server.url}
+
+    code, out = run_invoke(tiny, "repro", env=env)
+
+    assert code == 0, out
+    assert lines(out)[0] == (
+        "warning: packages: installed beyond Pipfile.lock (recorded with the run as MLflow tag python_extras): "
+        "leftover-tool==1.2.3 — uninstall them for a clean runner (`pipenv sync` never removes packages)"
+    )
+    record = json.loads((tiny / "runs" / "sleeper.json").read_text())
+    run = mlflow_server.client().get_run(record["run_id"])
+    assert run.data.tags["python_extras"] == "leftover-tool==1.2.3"
+    assert run.info.status == "FINISHED"
+
+
+# --- hole 4, repro's side: outputs that cannot be shared; stages DVC skipped -------------------------------
+
+TWO_STAGES = """stages:
+  first:
+    cmd: python -c "open('first.txt', 'w').write('first')"
+    outs:
+      - first.txt
+"""
+UNCACHED = """  second:
+    cmd: python -c "open('second.txt', 'w').write('second')"
+    outs:
+      - second.txt:
+          cache: false
+"""
+UNPUSHED = """  third:
+    cmd: python -c "open('third.txt', 'w').write('third')"
+    outs:
+      - third.txt:
+          push: false
+"""
+
+
+@pytest.mark.slow
+def test_repro_warns_of_outputs_that_cannot_be_shared(project):
+    write_tiny(project, TWO_STAGES + UNCACHED + UNPUSHED, "{}\n")
+
+    code, out = run_invoke(project, "repro")
+
+    assert code == 0, out
+    assert lines(out)[0] == (
+        "warning: outputs: not shared through the DVC remote: second.txt (second, cache: false), third.txt (third, "
+        "push: false) — drop `cache: false` / `push: false` in dvc.yaml for outputs the results need"
+    )
+    assert (project / "second.txt").read_text() == "second"
+
+
+@pytest.mark.slow
+def test_repro_fails_naming_a_stage_dvc_skipped(project, tmp_path):
+    # DVC 3.67's `dvc repro --pull` says "up to date" and never runs a new stage whose outputs are all
+    # `cache: false`; repro must not pass that off as a finished pipeline.
+    write_tiny(project, TWO_STAGES, "{}\n")
+    remote = {"DVC_REMOTE_URL": str(tmp_path / "dvc-remote")}
+    code, out = run_invoke(project, "repro", env=remote)
+    assert code == 0, out
+    git("add", "dvc.lock", cwd=project)
+    git("commit", "--quiet", "-m", "first's results", cwd=project)
+    (project / "dvc.yaml").write_text(TWO_STAGES + UNCACHED)
+
+    code, out = run_invoke(project, "repro", env=remote)
+
+    assert code == 1
+    assert "Data and pipelines are up to date." in out  # what DVC said
+    assert lines(out)[-1] == (
+        "The pipeline is not up to date after `dvc repro` (stage 'second': dvc.lock has no entry for it: it never "
+        "ran) — run `invoke repro --no-pull` (DVC skips a new stage whose outputs are all `cache: false` when it "
+        "pulls) or `invoke repro --force`."
+    )
+    clean(out)
+
+    code, out = run_invoke(project, "repro", "--no-pull", env=remote)
+
+    assert code == 0, out
+    assert (project / "second.txt").read_text() == "second"
+
+
+@pytest.mark.slow
+def test_repro_fails_when_dvc_reports_a_stage_changed_after_it_ran(project):
+    # A later stage rewrites an earlier stage's output (same size, other bytes): DVC's status says so.
+    write_tiny(
+        project,
+        """stages:
+  first:
+    cmd: python -c "open('first.txt', 'w').write('aaaa')"
+    outs:
+      - first.txt
+  meddler:
+    cmd: python -c "open('meddler.txt', 'w').write('m'); open('first.txt', 'w').write('bbbb')"
+    deps:
+      - first.txt
+    outs:
+      - meddler.txt
+""",
+        "{}\n",
+    )
+
+    code, out = run_invoke(project, "repro")
+
+    assert code == 1
+    assert "Running stage 'meddler'" in out
+    assert lines(out)[-1] == (
+        "The pipeline is not up to date after `dvc repro` (stage 'first': "
+        '[{"changed outs": {"first.txt": "modified"}}]) — a stage changed files that are not its outputs: fix its '
+        "command, then run `invoke repro` again."
+    )
+    clean(out)
+
+
+# --- row 9 / hole 6, repro's side: SIGINT and SIGTERM during a stage ---------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_a_stage_stops_everything_and_marks_the_run_killed(tiny, tmp_path, mlflow_server, signum):
+    (tiny / "params.yaml").write_text(TINY_PARAMS.replace("seconds: 0", "seconds: 300"))
+    git("commit", "--quiet", "-am", "Sleep long", cwd=tiny)
+    marker = tmp_path / "marker.json"
+    env = {
+        **os.environ,
+        "MLFLOW_URL": mlflow_server.url.replace("http://", f"http://ci:{PASSWORD}@"),
+        "SLEEPER_MARKER": str(marker),
+    }
+    proc = subprocess.Popen(
+        [str(INVOKE), "repro"],
+        cwd=tiny,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own group: the signal goes to every process in it, as a terminal's would
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+            time.sleep(0.1)
+        inside = json.loads(marker.read_text())
+
+        os.killpg(proc.pid, signum)
+        out = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    assert proc.returncode == 128 + signum, out
+    assert lines(out)[-1] == (
+        f"Stopped by {signal.Signals(signum).name}: the pipeline and its stages were stopped (a running stage "
+        "marks its MLflow run KILLED) — run `invoke repro` again to finish it."
+    )
+    assert "ERROR __main__: Stopped by SIGINT — run the pipeline again to finish this stage" in out
+    clean(out)
+    assert not process_running(inside["pid"])
+    assert group_running(inside["pgid"]) == []
+    assert mlflow_server.client().get_run(inside["run_id"]).info.status == "KILLED"
+
+    # The interrupted run leaves nothing behind that stops the next one (no DVC lock, no half-made lock entry).
+    (tiny / "params.yaml").write_text(TINY_PARAMS)
+    marker.unlink()
+    code, out = run_invoke(tiny, "repro", env={"MLFLOW_URL": mlflow_server.url, "SLEEPER_MARKER": str(marker)})
+    assert code == 0, out
+    again = json.loads(marker.read_text())["run_id"]
+    assert mlflow_server.client().get_run(again).info.status == "FINISHED"
+    assert (tiny / "out" / "sleeper.txt").read_text() == "slept 0\n"
+
+
+@pytest.mark.slow
+def test_a_stage_sent_sigterm_directly_marks_its_run_killed(tiny, tmp_path, mlflow_server):
+    # GitHub's runner may signal the stage's process itself: it closes its MLflow run on its way out too.
+    (tiny / "params.yaml").write_text(TINY_PARAMS.replace("seconds: 0", "seconds: 300"))
+    marker = tmp_path / "marker.json"
+    env = {**os.environ, "MLFLOW_URL": mlflow_server.url, "SLEEPER_MARKER": str(marker)}
+    proc = subprocess.Popen([sys.executable, "-m", "src.sleeper"], cwd=tiny, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert lines(err)[-1] == "ERROR __main__: Stopped by SIGTERM — run the pipeline again to finish this stage"
+    clean(err)
+    run_id = json.loads(marker.read_text())["run_id"]
+    assert mlflow_server.client().get_run(run_id).info.status == "KILLED"
