@@ -34,7 +34,7 @@ def fetch(c: Context, env: Mapping[str, str], revs: list[str], types: str = "met
     result = run(c, sys.executable, "-c", _FETCH, types, *revs, env=env)
     if result.ok:
         return None
-    return ((result.stderr or result.stdout or "").strip().splitlines() or ["no output"])[-1]
+    return environment.scrub(((result.stderr or result.stdout or "").strip().splitlines() or ["no output"])[-1])
 
 
 def declared_metrics(c: Context, rev: str | None) -> list[str]:
@@ -74,21 +74,22 @@ def text(c: Context, env: Mapping[str, str], old: str, new: str | None, md: bool
     style = ["--md"] if md else []
     params = run(c, *DVC, "params", "diff", *_revs(old, new), *style, env=env)
     metrics = run(c, *DVC, "metrics", "diff", *_revs(old, new), "--all", *style, env=env)
-    parts = [
-        "Params:",
-        (params.stdout.strip() or "No param changed.") if params.ok else f"DVC failed: {params.stderr.strip()}",
-        "",
-        "Metrics:",
-        (metrics.stdout.strip() or "No metrics.") if metrics.ok else f"DVC failed: {metrics.stderr.strip()}",
-    ]
+    parts = ["Params:", _shown(params, "No param changed."), "", "Metrics:", _shown(metrics, "No metrics.")]
     parts += ["", *missing(c, env, old, new)] if metrics.ok else []
     return "\n".join(parts).rstrip() + "\n"
+
+
+def _shown(result, empty: str) -> str:
+    """DVC's table, or what DVC said when it failed (without credentials)."""
+    if not result.ok:
+        return f"DVC failed: {environment.scrub((result.stderr or result.stdout or '').strip())}"
+    return result.stdout.strip() or empty
 
 
 def plots(c: Context, env: Mapping[str, str], old: str, new: str, out: str) -> str | None:
     """Render DVC's plots of both revisions into `out` (an HTML page); None, or DVC's reason."""
     result = run(c, *DVC, "plots", "diff", old, new, "--out", out, env=env)
-    return None if result.ok else (result.stderr or result.stdout).strip()
+    return None if result.ok else environment.scrub((result.stderr or result.stdout).strip())
 
 
 def rev(r: Run) -> str:

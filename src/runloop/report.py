@@ -144,7 +144,8 @@ def chain(c: Context, env: Mapping[str, str], r) -> str:
         try:
             held = dvc_remote.holds(env, [o.md5 for o in recorded])
         except Exception as exc:  # noqa: BLE001 - an unreachable remote is an answer here, not a crash
-            held, lines = set(), [*lines, f"  (the DVC remote could not be asked: {str(exc).splitlines()[0]})"]
+            said = environment.one_line(environment.scrub(str(exc)))
+            held, lines = set(), [*lines, f"  (the DVC remote could not be asked: {said})"]
         where = (lambda o: "no remote configured") if held is None else (lambda o: "yes" if o.md5 in held else "NO")
         lines += ["", "Outputs and inputs (dvc.lock and .dvc files of the results commit):"]
         rows = [(o.path, o.md5, o.stage, where(o)) for o in recorded]

@@ -137,7 +137,9 @@ def _sh(cmd: list[str], cwd: Path, env: Mapping[str, str], quiet: bool = False) 
 
 
 def _last_lines(result: subprocess.CompletedProcess, n: int = 4) -> str:
-    return " / ".join((result.stderr or result.stdout or "").strip().splitlines()[-n:]) or "no output"
+    """A failed tool's last lines, as one line without credentials (MLflow's errors quote its whole URL)."""
+    said = " / ".join((result.stderr or result.stdout or "").strip().splitlines()[-n:]) or "no output"
+    return environment.scrub(said)
 
 
 def _git_show(rev: str, path: str) -> str | None:
