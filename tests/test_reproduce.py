@@ -104,6 +104,24 @@ def test_bad_tolerance_is_refused(capsys):
     assert "--rtol and --atol must be zero or positive" in capsys.readouterr().err
 
 
+def test_a_run_that_is_not_there_or_has_no_results_cannot_be_reproduced(project):
+    git("tag", "--annotate", "-m", "Waiting\n\nBranch: main\n", "run-example-main-20260101-000000-waiting", cwd=project)
+
+    missing = reproduce(project, "run-nope", env=dict(os.environ), nox=True)  # nox hands on the exit status
+    waiting = reproduce(project, "run-example-main-20260101-000000-waiting", env=dict(os.environ))
+    nothing = reproduce(project, env=dict(os.environ))
+
+    assert (missing.returncode, waiting.returncode, nothing.returncode) == (2, 2, 2)
+    assert "Could not reproduce: 'run-nope' is neither a run tag nor a commit here" in missing.stdout
+    assert (
+        "Could not reproduce: Run run-example-main-20260101-000000-waiting has no results commit (waiting for "
+        "results) — wait for its job to share them" in waiting.stdout
+    )
+    assert "Could not reproduce: No run of branch 'main' has results yet" in nothing.stdout
+    assert "Traceback" not in missing.stdout + waiting.stdout + nothing.stdout
+    assert "Worktree:" not in missing.stdout + waiting.stdout + nothing.stdout
+
+
 # -- end to end ------------------------------------------------------------------------------------------------------
 
 

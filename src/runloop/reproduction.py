@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -382,7 +383,8 @@ def reproduce(spec: str, rtol: float, atol: float, keep: bool, track: bool) -> i
         return EXIT[v.name]
     finally:
         if keep and tree.exists():
-            print(f"\nKept the worktree: {tree} (remove it with: git worktree remove --force {tree})")
+            remove = f"git worktree remove --force {shlex.quote(str(tree))} && rm -rf {shlex.quote(str(base))}"
+            print(f"\nKept the worktree: {tree} (and the MLflow store beside it; remove both with: {remove})")
         else:
             _remove(tree, base)
 
