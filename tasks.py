@@ -25,8 +25,11 @@ from src.runloop import (
     checks,
     comparison,
     dvc_remote,
+    dvc_status,
     environment,
+    interrupts,
     pipeline,
+    push_credential,
     report,
     results_commit,
     run_tag,
@@ -34,7 +37,7 @@ from src.runloop import (
     tracking,
 )
 from src.runloop import runs as past_runs
-from src.runloop.commands import DVC, git, must
+from src.runloop.commands import DVC, git, must, run
 
 # The workflow runs for tags that start with this (its `on.push.tags` filter is TAG_PREFIX + "*").
 TAG_PREFIX = "run-example"
@@ -106,47 +109,58 @@ def tag_run(c: Context, name: str = "", message: str = "", remote: str = "origin
 def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", dry_run: bool = False) -> None:
     """Push the run's data, then commit dvc.lock as '<subject>-results' and push it to the tag's branch."""
     runner.at_root()
+    auth = push_credential.git_auth(push_credential.withhold())  # for git's fetch and push alone, never DVC's
     env = runner.pipeline_environment()
     if runner.on_actions(env):
         runner.require_ci_settings(env)
     tag = tag or run_tag.at_head(c, env, TAG_PREFIX) or ""
     if not tag:
         raise Exit("No run tag — pass --tag NAME (on GitHub Actions it comes from GITHUB_REF).", code=1)
-    if not dry_run:
-        must(c, f"Fetching {remote}", "git", "fetch", "--quiet", "--no-tags", "--prune", remote)
-        # A checkout may have turned the annotated tag into a lightweight one (actions/checkout before v6.0.2
-        # re-fetched it as <sha>:refs/tags/<tag>); the annotation names the tag's branch, so fetch the tag itself.
-        git(c, "fetch", "--quiet", "--no-tags", remote, f"+refs/tags/{tag}:refs/tags/{tag}")
-    commit = _check_shareable(c, env, tag, remote)
-    existing = results_commit.existing(c, remote, tag, commit)
-    target, unclear = (None, "") if existing else results_commit.pick_branch(c, remote, tag, commit, branch)
-    subject = git(c, "log", "-1", "--format=%s", commit) or tag
-    runs, ci_url = tracking.run_records(), environment.ci_run_url(env)
-    details = report.details(c, env, TAG_PREFIX, tag, remote)  # the runner's machine; the branch's previous run
-    message = results_commit.message(subject, tag, commit, report.metrics(c, env), runs, ci_url, details)
-    if dry_run:
-        _print_share_plan(tag, commit, remote, existing, target, unclear, message)
-        return
+    with interrupts.stop_cleanly("invoke share", "run it again in this clone to finish; no ref points at missing data"):
+        if not dry_run:
+            fetch = ["git", *auth.args, "fetch", "--quiet", "--no-tags"]
+            must(c, f"Fetching {remote}{auth.used}", *fetch, "--prune", remote, env=auth.env)
+            # A checkout may have turned the annotated tag into a lightweight one (actions/checkout before v6.0.2
+            # re-fetched it as <sha>:refs/tags/<tag>); the annotation names the tag's branch, so fetch the tag itself.
+            run(c, *fetch, remote, f"+refs/tags/{tag}:refs/tags/{tag}", env=auth.env)
+        commit = _check_shareable(c, env, tag, remote)
+        existing = results_commit.existing(c, remote, tag, commit)
+        target, unclear = (None, "") if existing else results_commit.pick_branch(c, remote, tag, commit, branch)
+        files = _check_results(c, commit)
+        subject = git(c, "log", "-1", "--format=%s", commit) or tag
+        runs, ci_url = tracking.run_records(), environment.ci_run_url(env)
+        details = report.details(c, env, TAG_PREFIX, tag, remote)  # the runner's machine; the branch's previous run
+        message = results_commit.message(subject, tag, commit, report.metrics(c, env), runs, ci_url, details)
+        if dry_run:
+            side = results_commit.side_branch(c, remote, tag)
+            _print_share_plan(tag, commit, remote, existing, target, unclear, side, files, message)
+            return
 
-    # The data goes first, whatever happens next: once it is on the remote nothing of the run can be lost.
-    dvc_remote.configure(c, env)
-    print("$ dvc push --run-cache", flush=True)
-    if not c.run(shlex.join([*DVC, "push", "--run-cache"]), env=env, warn=True, pty=False).ok:
-        raise Exit(
-            "Pushing the data failed (DVC's message is above) — nothing was committed or pushed to git; "
-            "fix the remote and run `invoke share` again.",
-            code=1,
-        )
-    if existing:
-        outcome = f"Results of {tag} are already on {remote} as {existing[:12]}: nothing to commit (a re-run)."
-    elif results := results_commit.commit(c, env, message):
-        outcome = results_commit.push(c, remote, target, unclear, tag, commit, results)
-    else:
-        outcome = (
-            f"dvc.lock did not change: {commit[:12]} already records these results, so no commit was made. "
-            "The data is on the DVC remote."
-        )
-    report.summary(c, env, tag, commit, outcome, details)
+        # The data goes first, whatever happens next: once it is on the remote nothing of the run can be lost.
+        dvc_remote.configure(c, env)
+        print("$ dvc push --run-cache", flush=True)
+        if not c.run(shlex.join([*DVC, "push", "--run-cache"]), env=env, warn=True, pty=False).ok:
+            raise Exit(
+                "Pushing the data failed (DVC's message is above) — nothing was committed or pushed to git; "
+                "fix the remote and run `invoke share` again.",
+                code=1,
+            )
+        if missing := dvc_status.not_on_remote():  # `dvc push` only warns about objects it could not find
+            raise Exit(
+                f"The DVC remote lacks data dvc.lock names: {', '.join(missing)} — nothing was pushed to git; check "
+                "the remote and share again (if this clone lost the data too, `invoke repro --force` remakes it).",
+                code=1,
+            )
+        if existing:
+            outcome = f"Results of {tag} are already on {remote} as {existing[:12]}: nothing to commit (a re-run)."
+        elif results := results_commit.commit(c, env, commit, files, message):
+            outcome = results_commit.push(c, auth, remote, target, unclear, tag, commit, results)
+        else:
+            outcome = (
+                f"dvc.lock did not change: {commit[:12]} already records these results, so no commit was made. "
+                "The data is on the DVC remote."
+            )
+        report.summary(c, env, tag, commit, outcome, details)
 
 
 def _check_shareable(c: Context, env: dict[str, str], tag: str, remote: str) -> str:
@@ -158,7 +172,8 @@ def _check_shareable(c: Context, env: dict[str, str], tag: str, remote: str) -> 
             + shlex.join(["git", "fetch", remote, "--tags"]),
             code=1,
         )
-    if git(c, "rev-parse", "HEAD") != commit:
+    # HEAD is the tagged commit, or the results commit an interrupted share made on it (this share finishes it).
+    if git(c, "rev-parse", "HEAD") != commit and not results_commit.is_results_of(c, "HEAD", tag, commit):
         raise Exit(f"HEAD is not {tag} ({commit[:12]}) — check out the tag and run `invoke repro` there first.", code=1)
     if not (environment.ROOT / "dvc.lock").exists():
         raise Exit("There is no dvc.lock — run `invoke repro` first.", code=1)
@@ -171,17 +186,43 @@ def _check_shareable(c: Context, env: dict[str, str], tag: str, remote: str) -> 
     return commit
 
 
+def _check_results(c: Context, tagged: str) -> list[str]:
+    """Refuse outputs the remote cannot carry, a pipeline DVC calls out of date, and changes that are not results;
+    else the files the results commit holds."""
+    outputs = dvc_status.outputs()
+    if unshareable := [o.path for o in outputs if not (o.cached and o.pushed)]:
+        raise Exit(
+            f"Outputs the DVC remote cannot carry: {', '.join(unshareable)} (`cache: false` or `push: false` in "
+            "dvc.yaml), so a clone of the results could not pull them — drop those options, then repro and share.",
+            code=1,
+        )
+    if stale := dvc_status.stale():
+        raise Exit(
+            f"DVC says the pipeline is not up to date here: {'; '.join(stale)} — run `invoke repro` (and fix the "
+            "stage that fails) before sharing; nothing was pushed.",
+            code=1,
+        )
+    return results_commit.result_files(c, tagged, [o.path for o in outputs])
+
+
 def _print_share_plan(
-    tag: str, commit: str, remote: str, existing: str | None, target: str | None, unclear: str, message: str
+    tag: str,
+    commit: str,
+    remote: str,
+    existing: str | None,
+    target: str | None,
+    unclear: str,
+    side: str,
+    files: list[str],
+    message: str,
 ) -> None:
     print(f"Tag {tag} → commit {commit}")
-    print("1. dvc push --run-cache")
+    print("1. dvc push --run-cache, then check that the DVC remote holds every output dvc.lock names")
     if existing:
         print(f"2. nothing more: results of {tag} are already on {remote} as {existing}")
         return
-    print(f"2. git add dvc.lock (and tracked result files); commit on {commit[:12]}:\n")
+    print(f"2. git add {shlex.join(files) or '(nothing changed)'}; commit on {commit[:12]}:\n")
     print("   " + message.replace("\n", "\n   "))
-    side = results_commit.side_branch(tag)
     where = f"{target}  (if it moved on or refuses: {side})" if target else f"{side}  ({unclear})"
     print(f"3. git push {shlex.quote(remote)} HEAD:refs/heads/{where}")
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from faults_fixtures import lines, run_invoke
+from gitrepos import experiment as experiment_of
 from gitrepos import git, publish
 
 # Values no tool knows: if one shows up in an output, doctor printed it.
@@ -54,7 +56,7 @@ def test_doctor_on_a_configured_machine_says_ok_to_everything(project, origin, s
     assert found["dvc remote"]["detail"] == (
         f"s3://{s3.dvc_bucket}/store at {s3.server.endpoint_url} answers and takes writes"
     )
-    experiment = "breast-cancer-example"  # what the project's params.yaml names
+    experiment = experiment_of(project)  # what the project's params.yaml names
     assert found["mlflow"]["detail"] in (
         f"{mlflow_server.url} answers; experiment {experiment!r} found",
         f"{mlflow_server.url} answers; experiment {experiment!r} not there yet (the first run creates it)",
@@ -132,9 +134,8 @@ def test_doctor_dry_run_contacts_nothing(project):
     assert {c: found[c]["status"] for c in ("dvc remote", "mlflow", "git push")} == dict.fromkeys(
         ("dvc remote", "mlflow", "git push"), "skipped"
     )
-    assert found["settings"]["detail"] == (
-        "MLflow at http://127.0.0.1:9; DVC remote s3://dvc-store/breast-cancer-example"
-    )
+    remote = re.search(r"url = (\S+)", (project / ".dvc" / "config").read_text()).group(1)
+    assert found["settings"]["detail"] == f"MLflow at http://127.0.0.1:9; DVC remote {remote}"
     clean(out)
 
 

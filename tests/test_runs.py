@@ -43,7 +43,7 @@ def three_runs(dev: Path, origin: Path, tmp_path: Path) -> tuple[str, str, str, 
     time.sleep(1.1)
     aside = tag_run(dev, "--name", "aside")
     on_main = share_by_hand(origin, tmp_path / "r1", landed, "refs/heads/main", ["metrics/eval.json acc: 0.97"])
-    side = results_commit.side_branch(aside)
+    side = f"results/{aside}"  # where share keeps results whose branch moved on
     on_side = share_by_hand(origin, tmp_path / "r2", aside, f"refs/heads/{side}", ["metrics/eval.json acc: 0.5"])
     return waiting, landed, aside, on_main, on_side
 

@@ -46,7 +46,11 @@ from src.runloop import services
 @pytest.fixture(scope="module")
 def pipeline_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The DVC cache (outputs and run cache) of one pipeline run of the project, without any remote."""
-    base = tmp_path_factory.mktemp("pipeline")
+    return make_pipeline_cache(tmp_path_factory.mktemp("pipeline"))
+
+
+def make_pipeline_cache(base: Path) -> Path:
+    """Run the pipeline once in a copy of the project under `base`; its DVC cache, run cache included."""
     env = services.isolated(os.environ, base)  # module scope: set up before the per-test isolation
     repo = copy_project(base / "project", env=env)
     result = invoke(repo, "repro", env=env)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
-import subprocess
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,10 +16,15 @@ from src.runloop import run_tag
 TAG = re.compile(rf"^{re.escape(tasks.TAG_PREFIX)}-main-(\d{{8}}-\d{{6}})(-nightly)?$")
 
 
-def refuses(dev: Path, origin: Path, *args: str) -> str:
+def nepal(**extra: str) -> dict[str, str]:
+    """This test's environment with a local time zone 5:45 ahead of UTC (POSIX syntax: needs no tz database)."""
+    return {**os.environ, "TZ": "NPT-05:45", **extra}
+
+
+def refuses(dev: Path, origin: Path, *args: str, env: dict[str, str] | None = None) -> str:
     """Run tag-run, expecting a refusal that creates nothing; return its message."""
     tags, remote = local_tags(dev), refs(origin)
-    result = invoke(dev, "tag-run", *args)
+    result = invoke(dev, "tag-run", *args, env=env)
     assert result.returncode == 1, result.stdout
     assert "Traceback" not in result.stdout
     assert (local_tags(dev), refs(origin)) == (tags, remote)
@@ -33,15 +38,18 @@ def test_tag_run_pushes_only_an_annotated_tag(dev, origin):
     git("switch", "--quiet", "main", cwd=dev)
     head = git("rev-parse", "HEAD", cwd=dev)
     before = refs(origin)
+    start = datetime.now(UTC).replace(microsecond=0)
 
-    result = invoke(dev, "tag-run", "--name", "nightly", "--message", "Try a deeper forest")
+    # Local time 5:45 ahead of UTC, so a stamp in local time falls outside [start, end].
+    result = invoke(dev, "tag-run", "--name", "nightly", "--message", "Try a deeper forest", env=nepal())
 
+    end = datetime.now(UTC)
     assert result.returncode == 0, result.stdout
     tag = re.search(r" as (\S+) and pushed", result.stdout).group(1)
     stamp = TAG.fullmatch(tag)
     assert stamp and stamp.group(2), tag
     made = datetime.strptime(stamp.group(1), "%Y%m%d-%H%M%S").replace(tzinfo=UTC)
-    assert abs(datetime.now(UTC) - made) < timedelta(minutes=1)  # a UTC stamp, not local time
+    assert start <= made <= end  # the moment of the run, in UTC
     assert tag.startswith(tasks.TAG_PREFIX)
     # Only the tag reached origin, pointing at HEAD.
     after = refs(origin)
@@ -120,24 +128,44 @@ def test_tag_run_refuses_an_unknown_remote(dev, origin):
     assert "There is no git remote 'upstream'" in refuses(dev, origin, "--remote", "upstream")
 
 
+# Python started with this on its path reads the clock as 2026-01-02 03:04:05 UTC: tag-run's name is known ahead.
+FROZEN_CLOCK = """\
+import datetime as _datetime
+
+
+class _Frozen(_datetime.datetime):
+    @classmethod
+    def now(cls, tz=None):
+        instant = _datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=_datetime.UTC)
+        return instant.astimezone(tz) if tz else instant.astimezone().replace(tzinfo=None)
+
+
+_datetime.datetime = _Frozen
+"""
+
+
 @pytest.mark.parametrize("where", ["local", "origin"])
-def test_tag_run_refuses_a_tag_that_exists(dev, origin, where):
-    # The name holds the current second, so take every name tag-run could pick in the next minutes.
-    now = datetime.now(UTC)
-    names = [f"{tasks.TAG_PREFIX}-main-{(now + timedelta(seconds=s)):%Y%m%d-%H%M%S}-nightly" for s in range(-2, 180)]
-    repo = dev if where == "local" else origin
-    head = git("rev-parse", "HEAD", cwd=dev)
-    stdin = "".join(f"create refs/tags/{name} {head}\n" for name in names)
-    subprocess.run(["git", "update-ref", "--stdin"], cwd=repo, input=stdin, text=True, check=True)
+def test_tag_run_refuses_a_tag_that_exists(dev, origin, tmp_path, where):
+    clock = tmp_path / "clock"
+    clock.mkdir()
+    (clock / "sitecustomize.py").write_text(FROZEN_CLOCK)
+    env = nepal(PYTHONPATH=str(clock))
+    name = f"{tasks.TAG_PREFIX}-main-20260102-030405-nightly"
+    git("tag", name, cwd=dev if where == "local" else origin)
 
-    message = refuses(dev, origin, "--name", "nightly")
+    message = refuses(dev, origin, "--name", "nightly", env=env)
 
-    assert datetime.now(UTC) < now + timedelta(seconds=178), "too slow to test: the names ran out"
-    assert re.search(rf"Tag '{re.escape(tasks.TAG_PREFIX)}-main-\d{{8}}-\d{{6}}-nightly' already exists", message)
-    assert "pass another --name" in message
+    assert f"Tag {name!r} already exists — wait a second or pass another --name." in message
+
+    # The frozen clock is what tag-run reads: with another label it tags and pushes.
+    result = invoke(dev, "tag-run", "--name", "other", env=env)
+    assert result.returncode == 0, result.stdout
+    assert f"as {tasks.TAG_PREFIX}-main-20260102-030405-other and pushed it to origin" in result.stdout
 
 
-@pytest.mark.parametrize("name", ["a b", "$(touch x)", "..", "-x", "x;rm", "`id`", "a/b", "x" * 51])
+@pytest.mark.parametrize(
+    "name", ["a b", "$(touch x)", "..", "-x", "x;rm", "`id`", "a/b", "x" * 51, "a|b", "'q'", '"q"', "ünï", "${IFS}x"]
+)
 def test_tag_run_refuses_an_unsafe_label(dev, origin, tmp_path, name):
     message = refuses(dev, origin, f"--name={name}")
 

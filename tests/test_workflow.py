@@ -6,10 +6,11 @@ remote, tags and detached HEAD) into a temp dir under its HOME, then runs each `
 
 from __future__ import annotations
 
+import base64
 import json
-import os
 import re
 import subprocess
+import uuid
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
@@ -17,7 +18,6 @@ from pathlib import Path
 import pytest
 import yaml
 from gitrepos import (
-    BIN,
     clone,
     commit_file,
     commit_of,
@@ -33,19 +33,21 @@ from gitrepos import (
     tag_run,
     trailers,
 )
-from gitrepos import (
-    experiment as experiment_of,
-)
+from gitrepos import experiment as experiment_of
+from test_faults_share import add_stage
 
 import tasks
 from src.runloop import run_tag, runner
+from src.runloop.rehearsal import BIN, Act, ActRun
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / tasks.WORKFLOW
+# Made up at run time, so that no file of the project holds them: a test that searches every byte a run left
+# behind for them (act prints `***` for the secrets it knows, so its log alone proves nothing) finds only leaks.
 SECRETS = {
-    "ACCESS_TOKEN": "tok-very-secret-123",
-    "MINIO_ACCESS_KEY_ID": "minio-id-very-secret-456",  # moto takes any credentials
-    "MINIO_SECRET_ACCESS_KEY": "minio-key-very-secret-789",
+    "ACCESS_TOKEN": f"tok-{uuid.uuid4().hex}",
+    "MINIO_ACCESS_KEY_ID": f"minio-id-{uuid.uuid4().hex}",  # moto takes any credentials
+    "MINIO_SECRET_ACCESS_KEY": f"minio-key-{uuid.uuid4().hex}",
 }
 RUN_ID = "4242"
 CI_RUN = f"https://github.example/example-org/mlproj/actions/runs/{RUN_ID}"
@@ -78,7 +80,7 @@ def test_workflow_runs_for_the_tags_tag_run_makes(workflow):
 
 def test_workflow_grants_least_privilege(workflow, job):
     assert workflow["permissions"] == {}
-    assert job["permissions"] == {"contents": "write"}  # share pushes the results commit
+    assert job["permissions"] == {"contents": "read"}  # share pushes with ACCESS_TOKEN, not the job's token
     assert 0 < job["timeout-minutes"] <= 120
     assert workflow["concurrency"]["cancel-in-progress"] is False  # never kill a run halfway through a push
 
@@ -102,8 +104,14 @@ def test_workflow_steps_are_single_task_calls(job):
     assert checkout["with"]["fetch-depth"] == 0  # share needs the tags and the remote branches
 
 
+def _step(job: dict, run: str) -> dict:
+    (step,) = [step for step in job["steps"] if step.get("run") == run]
+    return step
+
+
 def test_workflow_env_gives_the_tasks_their_settings(job):
-    env = job["env"]
+    # The push token goes to share's step alone; every other setting to the whole job.
+    env = {**job["env"], **_step(job, "invoke share")["env"]}
     sources = {"secret": "secrets", "repository variable": "vars"}
     for name, where in runner.CI_SETTINGS.items():
         kind, _, setting = where.rpartition(" ")
@@ -119,99 +127,39 @@ def test_workflow_env_gives_the_tasks_their_settings(job):
     assert {name: env[name] for name in expected} == {k: f"${{{{ {v} }}}}" for k, v in expected.items()}
 
 
+def test_workflow_gives_the_push_token_to_share_alone(job):
+    """act skips actions/checkout, so what the checkout keeps on disk is checked here, in the file."""
+    (checkout,) = [step for step in job["steps"] if "uses" in step]
+    assert checkout["with"]["persist-credentials"] is False  # no credential in .git/config for a stage to read
+    assert "ACCESS_TOKEN" not in job["env"]  # not job-wide: neither pipenv nor the stages see it
+    assert _step(job, "invoke share")["env"] == {"ACCESS_TOKEN": "${{ secrets.ACCESS_TOKEN }}"}
+    # repro learns only whether the secret is set, to name it when missing.
+    assert _step(job, "invoke repro")["env"] == {"ACCESS_TOKEN_SET": "${{ secrets.ACCESS_TOKEN != '' }}"}
+    assert "env" not in _step(job, "pipenv sync --system")
+    # Nowhere else: the checkout's token (the fetch), repro's flag and share's step are every use of the secret.
+    uses = re.findall(r"^.*secrets\.ACCESS_TOKEN.*$", WORKFLOW.read_text(), flags=re.MULTILINE)
+    assert [line.split(":")[0].strip() for line in uses] == ["token", "ACCESS_TOKEN_SET", "ACCESS_TOKEN"]
+
+
+def test_workflow_and_dependabot_pass_zizmor_pedantic():
+    result = subprocess.run(
+        [str(BIN / "zizmor"), "--offline", "--persona", "pedantic", "--format", "json", str(ROOT / ".github")],
+        capture_output=True,
+        text=True,
+    )
+    assert (result.returncode, json.loads(result.stdout)) == (0, []), result.stdout + result.stderr
+    assert "zizmor: ignore" not in WORKFLOW.read_text()  # nothing silenced, either
+
+
+def test_dependabot_keeps_pinned_actions_and_the_lock_current():
+    config = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text())
+    updates = {u["package-ecosystem"]: u for u in config["updates"]}
+    assert updates.keys() == {"github-actions", "pip"}  # pip is Dependabot's name for Pipfile/Pipfile.lock too
+    for update in updates.values():
+        assert (update["directory"], update["schedule"]["interval"]) == ("/", "weekly")
+
+
 # -- the loop, run by act ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class ActRun:
-    returncode: int
-    entries: list[dict]
-
-    @property
-    def log(self) -> str:
-        return "\n".join(str(e.get("msg", e.get("raw", ""))) for e in self.entries)
-
-    @property
-    def job_result(self) -> str | None:
-        return next((e["jobResult"] for e in reversed(self.entries) if "jobResult" in e), None)
-
-    @property
-    def steps(self) -> dict[str, str]:
-        return {e["step"]: e["stepResult"] for e in self.entries if "stepResult" in e}
-
-    @property
-    def summary(self) -> str:
-        return "".join(e["content"] for e in self.entries if e.get("command") == "summary")
-
-
-class Act:
-    """Runs the workflow for a pushed tag, as the runner would, with act in host mode."""
-
-    def __init__(self, base: Path, variables: dict[str, str], env_file: dict[str, str]) -> None:
-        self.base = base
-        self.home = base / "act-home"  # act keeps its copies of the clone under $HOME/.cache/act
-        self.cwd = base / "act-cwd"  # act reads ./.actrc: run it where there is none
-        for path in (self.home, self.cwd):
-            path.mkdir()
-        self.variables = variables
-        self.env_file = env_file
-        self.count = 0
-
-    def _dotenv(self, name: str, values: dict[str, str]) -> Path:
-        path = self.base / f"{name}-{self.count}.env"
-        path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-        return path
-
-    def run(self, repo: Path, tag: str, variables: dict[str, str] | None = None) -> ActRun:
-        self.count += 1
-        event = self.base / f"event-{self.count}.json"
-        with open(event, "w") as f:
-            json.dump(
-                {
-                    "ref": f"refs/tags/{tag}",
-                    "before": "0" * 40,
-                    "after": git("rev-parse", "HEAD", cwd=repo),
-                    "created": True,
-                    "deleted": False,
-                    "forced": False,
-                    "base_ref": None,
-                    "repository": {
-                        "name": "mlproj",
-                        "full_name": "example-org/mlproj",
-                        "owner": {"login": "example-org", "name": "example-org"},
-                        "default_branch": "main",
-                    },
-                    "pusher": {"name": "tester"},
-                    "sender": {"login": "tester"},
-                },
-                f,
-            )
-        # A runner has no git identity: share names the committer from GITHUB_ACTOR (act's -a).
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_AUTHOR_", "GIT_COMMITTER_"))}
-        env.update(
-            HOME=str(self.home),
-            ACT_DISABLE_VERSION_CHECK="1",
-            GIT_PAGER="cat",
-            PATH=os.pathsep.join([str(BIN), env["PATH"]]),  # pipenv --system installs into this venv
-        )
-        cmd = [
-            str(BIN / "act"), "push", "-C", str(repo), "-W", str(repo / tasks.WORKFLOW), "-e", str(event),
-            "-P", "self-hosted=-self-hosted", "-P", "igz=-self-hosted", "-P", "cpu=-self-hosted",
-            "--no-cache-server", "-a", ACTOR, "--json",
-            "--secret-file", str(self._dotenv("secrets", SECRETS)),
-            "--var-file", str(self._dotenv("vars", self.variables if variables is None else variables)),
-            "--env-file", str(self._dotenv("env", self.env_file)),
-        ]  # fmt: skip
-        proc = subprocess.run(
-            cmd, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600
-        )
-        entries = []
-        for line in (proc.stdout + proc.stderr).splitlines():
-            try:
-                entries.append(json.loads(line))
-            except ValueError:
-                entries.append({"raw": line})
-        return ActRun(proc.returncode, entries)
 
 
 @dataclass(frozen=True)
@@ -243,12 +191,15 @@ def act(tmp_path: Path, s3, remote, mlflow_server) -> Act:
     # Only what the workflow's environment block and GitHub give a runner: no DVC_REMOTE_URL, no AWS region.
     return Act(
         tmp_path,
+        tasks.WORKFLOW,
+        SECRETS,
         {"MLFLOW_URL": mlflow_server.url, "MLFLOW_S3_ENDPOINT_URL": s3.server.endpoint_url},
         {
             "GITHUB_REPOSITORY": "example-org/mlproj",
             "GITHUB_RUN_ID": RUN_ID,
             "GITHUB_SERVER_URL": "https://github.example",
         },
+        actor=ACTOR,
     )
 
 
@@ -377,3 +328,92 @@ def test_workflow_names_a_missing_variable_before_running(dev, origin, act, s3, 
     assert "dvc repro" not in result.log
     assert refs(origin) == state
     assert remote.keys(s3) == set()
+
+
+@pytest.mark.slow
+def test_workflow_names_a_missing_push_token_without_showing_it_to_repro(dev, origin, act, s3, remote):
+    tag = tag_run(dev)
+    state = refs(origin)
+    secrets = {k: v for k, v in SECRETS.items() if k != "ACCESS_TOKEN"}
+
+    result = act.run(clone(origin, act.base / "runner", f"refs/tags/{tag}"), tag, secrets=secrets)
+
+    assert (result.returncode, result.job_result) == (1, "failure")
+    assert result.steps["Reproduce the pipeline"] == "failure", result.steps
+    assert "Missing on this runner: ACCESS_TOKEN (from secret ACCESS_TOKEN) — set them" in result.log
+    assert "dvc repro" not in result.log
+    assert refs(origin) == state and remote.keys(s3) == set()
+
+
+SNOOP = """\
+import json, os, subprocess
+from pathlib import Path
+
+def run(*cmd):
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    return done.stdout + done.stderr
+
+found = {
+    "env": {k: v for k, v in os.environ.items() if not k.startswith("AWS_")},  # S3's keys are the stages' to use
+    "git_config": run("git", "config", "--list", "--show-origin", "--includes"),
+    "dot_git_config": Path(".git/config").read_text(),
+    "dvc_config": {p.name: p.read_text() for p in Path(".dvc").glob("config*")},
+}
+Path("snoop").mkdir(exist_ok=True)
+Path("snoop/found.json").write_text(json.dumps(found, indent=1, sort_keys=True))
+"""
+
+
+def holding(secret: str, blobs: dict[str, bytes]) -> list[str]:
+    """The names of the blobs that hold `secret`, as is or inside the basic-auth header git would send."""
+    forms = [secret.encode(), base64.b64encode(f"x-access-token:{secret}".encode())]
+    return [name for name, data in blobs.items() if any(form in data for form in forms)]
+
+
+@pytest.mark.slow
+def test_workflow_keeps_the_push_token_from_the_pipeline(
+    dev, origin, act, s3, remote, mlflow_server, tmp_path, isolated_env
+):
+    """A stage reads what it can of the push token (environment, git config) into a DVC output that share pushes."""
+    add_stage(dev, "snoop", SNOOP, {"snoop/found.json": {}})
+    tag = tag_run(dev)
+    tagged = commit_of(origin, tag)
+    clone_dir = clone(origin, tmp_path / "runner", f"refs/tags/{tag}")
+
+    run = act.run(clone_dir, tag)
+
+    log = ran(run)
+    assert "Running stage 'snoop'" in log
+    results = refs(origin)["refs/heads/main"]
+    assert parents(origin, results) == [tagged]
+    assert git("diff", "--name-only", tagged, results, cwd=origin).splitlines() == ["dvc.lock", "snoop/.gitignore"]
+    # What the stage found, as it reached S3: no token, no credential in git's config; only the flag.
+    md5 = lock_outs(show(origin, results, "dvc.lock"))["snoop/found.json"]
+    key = f"{remote.prefix}/{dvc_key(md5)}"
+    raw = s3.server.client().get_object(Bucket=remote.bucket, Key=key)["Body"].read()
+    found = json.loads(raw)
+    assert found["env"]["RUN_TAG"] == tag  # the stage did run on the runner and read its environment
+    assert "ACCESS_TOKEN" not in found["env"]
+    assert found["env"]["ACCESS_TOKEN_SET"] == "true"  # noqa: S105 - a flag, not a secret
+    assert "extraheader" not in (found["git_config"] + found["dot_git_config"]).lower()
+    assert s3.server.endpoint_url in found["dvc_config"]["config.local"]  # what repro wrote there: no credential
+    assert holding(SECRETS["ACCESS_TOKEN"], {key: raw}) == []
+
+    # No secret in any byte the run left: the buckets, origin's objects, MLflow's records, the summary, the log
+    # (act masks the values it knows, not their encodings). act deletes its copy of the workspace after the job:
+    # the stage above read what a credential on disk would be in (.git/config, .dvc/config*) into S3 instead.
+    blobs = {f"s3://{b}/{k}": s3.server.client().get_object(Bucket=b, Key=k)["Body"].read()
+             for b in (remote.bucket, s3.mlflow_bucket) for k in s3.server.keys(b)}  # fmt: skip
+    everything = subprocess.run(
+        ["git", "cat-file", "--batch-all-objects", "--batch"], cwd=origin, capture_output=True, check=True
+    ).stdout
+    blobs["origin's objects"] = everything
+    client = mlflow_server.client()
+    experiment_ids = [e.experiment_id for e in client.search_experiments()]
+    mlflow_runs = client.search_runs(experiment_ids, f"tags.run_tag = '{tag}'")
+    assert mlflow_runs
+    blobs["MLflow"] = json.dumps([[r.data.params, r.data.tags, r.info.artifact_uri] for r in mlflow_runs]).encode()
+    blobs["summary"] = run.summary.encode()
+    blobs["log"] = log.encode()
+    blobs.update({str(p): p.read_bytes() for p in act.home.rglob("*") if p.is_file()})
+    assert {name: holding(value, blobs) for name, value in SECRETS.items()} == {name: [] for name in SECRETS}

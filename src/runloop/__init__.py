@@ -9,13 +9,17 @@ tasks.py tells what each command does, step by step; these modules hold what the
     runner           what a run needs on the CI runner: settings, Python, the pipeline's environment
     run_tag          run tags: their names, the branch recorded in them, where to watch them
     dvc_remote       the DVC remote: is one configured, its machine-specific settings, a probe of its bucket
-    results_commit   the "<subject>-results" commit: its message, its branch, pushing it without losing it
+    results_commit   the "<subject>-results" commit: what it holds, its message, its branch, pushing it safely
+    dvc_status       what DVC says of the checkout: stages up to date, outputs the remote holds or cannot hold
+    push_credential  the push token: kept from the pipeline, given to share's git fetch and push alone
+    interrupts       SIGINT/SIGTERM: stop the children, exit in one line
     report           what a run prints and writes to the job summary
     checks           the checks repro makes before and after the pipeline, which `invoke doctor` shows as rows
     pipeline         dvc.yaml and dvc.lock read directly; `dvc repro` run as a process group a signal stops
     packages         this Python and its installed packages against Pipfile and Pipfile.lock
     mlflow_server    the MLflow tracking server asked over its REST API, with a short timeout
     services         throwaway moto S3, MLflow server and bare origin on loopback, for tests and rehearsals
+    rehearsal        `nox -s workflow`: the workflow run by act as the runner would, against throwaway services
 
 Stages import only `environment`, `stage` and `tracking` (dvc.yaml lists them as the stages' dependencies), so a
 change to the rest of the machinery never invalidates a stage's results. Everything here is cheap to import:

@@ -1,16 +1,18 @@
 """Runs as git knows them: each run tag, its tagged commit, and its results commit if there is one.
 
 A run is a tag made by `invoke tag-run`; its results are a commit whose only parent is the tagged commit and whose
-`Run-Tag` trailer names the tag, on the tag's branch or on `results/<tag>`. Everything here reads git only (three
-git commands for any number of runs), so listing runs never imports MLflow or DVC.
+`Run-Tag` trailer names the tag, on the tag's branch or on `results/<tag>` (`run-results/<tag>`). Listing reads
+git only (three git commands for any number of runs): it never imports MLflow or DVC.
 
     fetch(c, remote)                        bring the remote's tags and branches here
     listed(c, prefix, remote)               every run, newest first, as `Run`s
     resolve(c, prefix, spec, remote)        the run a tag, a commit or nothing (the branch's newest run) names
-    previous(c, prefix, run, remote)        the run before it on the same branch that has results
+    previous(runs, tag, branch)             the run before it on the same branch that has results
+    of_branch(runs, branch)                 the runs of one branch
     needle(spec)                            what --find looks for: a file's md5, a hash, an MLflow run id
     find(c, runs, needle)                   the runs whose results record a content hash or an MLflow run id
     outputs(c, run)                         what its results commit records: each output and input, with its hash
+    as_json(runs)                           the runs as JSON (each Run's fields, its label and state)
 """
 
 from __future__ import annotations
@@ -105,10 +107,11 @@ def _results_commits(c: Context, remote: str) -> dict[tuple[str, str], tuple[str
 
     Results on a branch win over a copy on results/<tag> (the side branch merged later, say).
     """
-    side = results_commit.BRANCH_PREFIX
     # git's --exclude patterns leave out the refs/heads/ or refs/remotes/ of the --branches/--remotes after them.
-    branches = [f"--exclude={side}*", "--branches", f"--exclude={remote}/{side}*", f"--remotes={remote}"]
-    kept = [f"--branches={side}*", f"--remotes={remote}/{side}*"]
+    sides = results_commit.SIDE_PREFIXES  # results/<tag>, or run-results/<tag> where a branch blocks that name
+    kept = [f"--branches={side}*" for side in sides] + [f"--remotes={remote}/{side}*" for side in sides]
+    branches = [f"--exclude={side}*" for side in sides] + ["--branches"]
+    branches += [f"--exclude={remote}/{side}*" for side in sides] + [f"--remotes={remote}"]
     found: dict[tuple[str, str], tuple[str, str, str]] = {}
     for refs in (kept, branches):  # the second pass overwrites: the tag's branch wins
         fmt = "%x1e%H%x00%P%x00%S%x00%B"
