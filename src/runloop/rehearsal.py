@@ -453,7 +453,7 @@ def results_commits(origin: Path, moved: Mapping[str, str], env: Mapping[str, st
     for branch, sha in moved.items():
         side = (
             " (its tag's branch could not take it: see the share step's log)"
-            if branch.startswith(results_commit.BRANCH_PREFIX)
+            if branch.startswith(results_commit.SIDE_PREFIXES)
             else ""
         )
         print(f"Results commit {sha[:12]} on {branch}: the real run pushes it to origin/{branch}{side}.")
