@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import nox
+from nox.command import CommandFailed
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = False
@@ -51,6 +52,17 @@ def repro(session: nox.Session) -> None:
     """Run the pipeline in a clean-room venv installed from Pipfile.lock."""
     _sync(session)
     session.run("invoke", "repro", *session.posargs)
+
+
+# No venv of its own: the reproduction installs the *run's* Pipfile.lock into a venv it keeps per lock, so a
+# second call installs nothing; this session only needs the project's environment (git, invoke, PyYAML).
+@nox.session(default=False, venv_backend="none")
+def reproduce(session: nox.Session) -> None:
+    """Recompute a past run in isolation and say whether its results reproduce."""
+    try:
+        session.run("python", "-m", "src.runloop.reproduction", *session.posargs)
+    except CommandFailed as failed:  # the exit status is the verdict (1 different, 2 could not reproduce): keep it
+        raise SystemExit(failed.return_code or 1) from None
 
 
 @nox.session(default=False)

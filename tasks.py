@@ -4,6 +4,10 @@
     invoke repro     (on the runner) run the DVC pipeline; the stages log to MLflow
     invoke share     (on the runner) push the data, commit dvc.lock as "<subject>-results", push the commit
     invoke init      (once) make a clone of the template your project: its name everywhere, a pipeline skeleton
+    invoke runs      the runs and their state; one run's whole chain (--run); which run made a file (--find)
+    invoke compare   two runs' params and metrics side by side (DVC's own diffs)
+
+`nox -s reproduce` recomputes a past run in isolation (src/runloop/reproduction.py).
 
 Each task reads as its steps; the plumbing they share lives in src/runloop/. Every value that comes from outside
 (tag and branch names, commit subjects, URLs) reaches a command as a quoted argument, never as shell text.
@@ -20,6 +24,7 @@ from invoke import Context, Exit, task
 
 from src.runloop import (
     checks,
+    comparison,
     dvc_remote,
     dvc_status,
     environment,
@@ -33,6 +38,7 @@ from src.runloop import (
     runner,
     tracking,
 )
+from src.runloop import runs as past_runs
 from src.runloop.commands import DVC, git, must, run
 
 # Run tags are "run-<the project's name>-…", the name being invoke.yaml's (`invoke init NAME` sets it there and in
@@ -128,7 +134,8 @@ def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", d
         files = _check_results(c, commit)
         subject = git(c, "log", "-1", "--format=%s", commit) or tag
         runs, ci_url = tracking.run_records(), environment.ci_run_url(env)
-        message = results_commit.message(subject, tag, commit, report.metrics(c, env), runs, ci_url)
+        details = report.details(c, env, TAG_PREFIX, tag, remote)  # the runner's machine; the branch's previous run
+        message = results_commit.message(subject, tag, commit, report.metrics(c, env), runs, ci_url, details)
         if dry_run:
             side = results_commit.side_branch(c, remote, tag)
             _print_share_plan(tag, commit, remote, existing, target, unclear, side, files, message)
@@ -158,7 +165,7 @@ def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", d
                 f"dvc.lock did not change: {commit[:12]} already records these results, so no commit was made. "
                 "The data is on the DVC remote."
             )
-        report.summary(c, env, tag, commit, outcome)
+        report.summary(c, env, tag, commit, outcome, details)
 
 
 def _check_shareable(c: Context, env: dict[str, str], tag: str, remote: str) -> str:
@@ -251,6 +258,109 @@ def doctor(
         print(checks.table(rows))
     if failed := [row.check for row in rows if row.status == checks.FAILED]:
         raise Exit(f"{len(failed)} check(s) failed: {', '.join(failed)} — apply the fixes above.", code=1)
+
+
+# -- Looking back: past runs --------------------------------------------------------------------------------------
+
+
+@task(
+    help={
+        "run": "Show this run's whole chain: a run tag or a results commit.",
+        "branch": "Only the runs of this branch.",
+        "limit": "Show at most this many runs, newest first (0: all).",
+        "json": "Print JSON instead of a table.",
+        "fetch": "Fetch the remote's tags and branches first (--no-fetch: use what this clone has).",
+        "find": "Which run(s) made this: an output file, a content hash (md5) or an MLflow run id.",
+        "remote": "The git remote the runs are on.",
+    }
+)
+def runs(
+    c: Context,
+    run: str = "",
+    branch: str = "",
+    limit: int = 20,
+    json: bool = False,
+    fetch: bool = True,
+    find: str = "",
+    remote: str = "origin",
+) -> None:
+    """List the runs, newest first, with their state; or one run's whole chain (--run), or what made a file (--find)."""
+    runner.at_root()
+    if fetch and (reason := past_runs.fetch(c, remote)):
+        print(f"(Not fetched from {remote}: {reason}; showing what this clone has.)")
+    listed = past_runs.listed(c, TAG_PREFIX, remote)
+    if run:
+        chosen, env = _resolve(c, run, remote), runner.pipeline_environment()
+        if dvc_remote.configured(env):  # the chain says which outputs the remote holds
+            dvc_remote.configure(c, env)
+        print(past_runs.as_json([chosen]) if json else report.chain(c, env, chosen))
+        return
+    if find:
+        try:
+            needle = past_runs.needle(find)
+        except past_runs.RunNotFound as exc:
+            raise Exit(str(exc), code=1) from None
+        hits = past_runs.find(c, listed, needle)
+        if not hits:
+            raise Exit(f"No run's results record {find} ({needle}) — no shared run made it (a local repro?).", code=1)
+        listed = [r for r, _ in hits]
+        if not json:
+            print("\n".join(f"{r.tag}  results {r.results[:12]} on {r.where}: {why}" for r, why in hits))
+            return
+    listed = past_runs.of_branch(listed, branch) if branch else listed
+    listed = listed[:limit] if limit > 0 else listed
+    print(past_runs.as_json(listed) if json else report.runs_table(listed, runner.pipeline_environment()))
+
+
+@task(
+    help={
+        "a": "The run to look at: a run tag or results commit (default: the current branch's newest run with results).",
+        "b": "The run to compare it with (default: the run before A on its branch).",
+        "md": "Print Markdown tables.",
+        "plots": "Also render both runs' plots into this directory (DVC's plots diff, an HTML page).",
+        "fetch": "Fetch the remote's tags and branches first (--no-fetch: use what this clone has).",
+        "remote": "The git remote the runs are on.",
+    }
+)
+def compare(
+    c: Context, a: str = "", b: str = "", md: bool = False, plots: str = "", fetch: bool = True, remote: str = "origin"
+) -> None:
+    """Compare two runs' params and metrics with DVC's diffs (default: the branch's newest run and the one before)."""
+    runner.at_root()
+    env = runner.pipeline_environment()
+    if fetch and (reason := past_runs.fetch(c, remote)):
+        print(f"(Not fetched from {remote}: {reason}; comparing what this clone has.)")
+    new = _resolve(c, a, remote)
+    old = (
+        _resolve(c, b, remote)
+        if b
+        else past_runs.previous(past_runs.listed(c, TAG_PREFIX, remote), new.tag, new.branch)
+    )
+    if old is None:
+        raise Exit(f"No run before {new.tag} on {new.branch} has results — name one with -b RUN.", code=1)
+    for r in (old, new):
+        if not r.results:
+            raise Exit(f"Run {r.tag} has no results yet ({r.state}) — wait for its job, or name another run.", code=1)
+    if dvc_remote.configured(env):
+        dvc_remote.configure(c, env)
+    failed = comparison.fetch(c, env, [old.results, new.results])  # metric and plot files are DVC outputs
+    print(f"{comparison.rev(old)} = {old.tag}\n{comparison.rev(new)} = {new.tag}\n")
+    text = comparison.text(c, env, comparison.rev(old), comparison.rev(new), md)
+    print(
+        text
+        + (f"(Fetching their metric and plot files failed: {failed})" if failed and comparison.MISSING in text else "")
+    )
+    if plots:
+        if error := comparison.plots(c, env, comparison.rev(old), comparison.rev(new), plots):
+            raise Exit(f"DVC could not render the plots ({error}) — check the plots dvc.yaml declares.", code=1)
+        print(f"Plots of both runs: {Path(plots).resolve() / 'index.html'}")
+
+
+def _resolve(c: Context, spec: str, remote: str) -> past_runs.Run:
+    try:
+        return past_runs.resolve(c, TAG_PREFIX, spec, remote)
+    except past_runs.RunNotFound as exc:
+        raise Exit(str(exc), code=1) from None
 
 
 # -- Starting your project from the template -----------------------------------------------------------------------

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from src.runloop import environment, tracking
+from src.runloop import environment, machine, tracking
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,6 +101,8 @@ def test_run_tags_name_the_commit_and_the_launch():
     }
     tags = tracking.run_tags("train", env)
     assert tags.pop("git_dirty") in ("true", "false")
+    recorded = {key.removeprefix("env."): tags.pop(key) for key in list(tags) if key.startswith("env.")}
+    assert recorded == machine.describe() and recorded["python"].endswith(platform.python_version())
     commit = head.stdout.strip()
     assert tags == {
         "stage": "train",

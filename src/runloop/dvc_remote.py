@@ -164,3 +164,13 @@ def _probe_s3(where: Location, env: Mapping[str, str]) -> tuple[str, str] | None
             f"check {where.endpoint_from or 'the endpoint'} and that the S3 service is up",
         )
     return None
+
+
+def holds(env: Mapping[str, str], md5s: list[str]) -> set[str] | None:
+    """Which of these content hashes the default DVC remote holds; None when no remote is configured."""
+    if not configured(env):
+        return None
+    from dvc.repo import Repo
+
+    with Repo(str(environment.ROOT)) as repo:
+        return set(repo.cloud.get_remote_odb().oids_exist(md5s))

@@ -10,7 +10,7 @@ from typing import Any
 
 from invoke import Context
 
-from src.runloop import environment, tracking
+from src.runloop import dvc_remote, environment, tracking
 from src.runloop.commands import DVC, run
 
 # Columns the metrics table may take before it is shown one metric per line (when no terminal says otherwise).
@@ -79,8 +79,8 @@ def results(c: Context, env: Mapping[str, str], remote: bool) -> None:
     print(f"Data and models: {environment.ROOT} (outputs listed in dvc.yaml); shared through {where}.")
 
 
-def summary(c: Context, env: Mapping[str, str], tag: str, commit: str, outcome: str) -> None:
-    """Tell the run's outcome on stdout and, on GitHub Actions, in the job summary."""
+def summary(c: Context, env: Mapping[str, str], tag: str, commit: str, outcome: str, details: str = "") -> None:
+    """Tell the run's outcome on stdout and, on GitHub Actions, in the job summary (with `details` below it)."""
     print(outcome)
     path = environment.env_value("GITHUB_STEP_SUMMARY", env)
     if not path:
@@ -88,9 +88,93 @@ def summary(c: Context, env: Mapping[str, str], tag: str, commit: str, outcome: 
     shown = run(c, *DVC, "metrics", "show", "--md", env=env)
     params = run(c, *DVC, "params", "diff", "--all", "--md", env=env)
     links = "\n".join(f"- {line}" for line in mlflow_lines()) or "- MLflow: no run"
+    more = f"\n### Environment and the branch's previous run\n\n```text\n{details.strip()}\n```\n" if details else ""
     with open(path, "a", encoding="utf-8") as f:
         f.write(
             f"## Run `{tag}`\n\n- Commit: `{commit}`\n- {outcome}\n{links}\n\n"
             f"### Metrics\n\n{shown.stdout.strip() if shown.ok else 'none'}\n\n"
-            f"### Params\n\n{params.stdout.strip() if params.ok else 'none'}\n"
+            f"### Params\n\n{params.stdout.strip() if params.ok else 'none'}\n{more}"
         )
+
+
+def details(c: Context, env: Mapping[str, str], prefix: str, tag: str, remote: str) -> str:
+    """What the results commit and the job summary tell beyond the metrics: the machine the run ran on, and its
+    params and metrics against the previous run of its branch (DVC's diffs, indented as the message's sections)."""
+    from src.runloop import comparison, machine, runs
+
+    listed = runs.listed(c, prefix, remote)
+    branch = next((r.branch for r in listed if r.tag == tag), None)
+    head, _, body = comparison.against_previous(c, env, runs.previous(listed, tag, branch), branch).partition("\n")
+    indented = "".join(f"    {line}\n" if line else "\n" for line in body.splitlines())
+    return f"{machine.section(machine.describe())}\n{head}\n{indented}"
+
+
+def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Rows as aligned columns under `header`, indented two spaces."""
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
+    return "\n".join(f"  {line}" for line in lines)
+
+
+def mlflow_link(env: Mapping[str, str], run_id: str) -> str:
+    """An MLflow run's page on the configured server (MLflow's /#/runs/<id> finds its experiment), else its id."""
+    uri = environment.tracking_uri(env)
+    return run_id if environment.is_local_store(uri) else f"{environment.redact(uri).rstrip('/')}/#/runs/{run_id}"
+
+
+def runs_table(listed: list, env: Mapping[str, str]) -> str:
+    """`invoke runs`: one row per run, newest first (git only: no MLflow or DVC here)."""
+    if not listed:
+        return "No runs yet: `invoke tag-run` launches one."
+    rows = [
+        (
+            r.date[:16].replace("T", " "),
+            r.tag,
+            r.branch or "?",
+            r.commit[:12],
+            r.state,
+            # The headline: the results commit's last metric file, as `dvc metrics show` lists them.
+            ", ".join(m.split(" ", 1)[1] for m in _headline(r.metrics)) or "-",
+            mlflow_link(env, r.mlflow_runs[0]) if r.mlflow_runs else "-",
+        )
+        for r in listed
+    ]
+    return table(("tagged", "tag", "branch", "commit", "state", "metrics", "MLflow"), rows)
+
+
+def _headline(metrics: list[str], n: int = 3) -> list[str]:
+    last = metrics[-1].split(" ", 1)[0] if metrics else ""
+    return [m for m in metrics if m.split(" ", 1)[0] == last][:n]
+
+
+def chain(c: Context, env: Mapping[str, str], r) -> str:
+    """`invoke runs --run RUN`: the whole chain of one run, from its tag to its outputs and the remote."""
+    from src.runloop import machine, runs
+
+    lines = [
+        f"Run {r.tag}: {r.state}",
+        f"  tag          {r.tag}, tagged {r.date} on branch {r.branch or '?'}",
+        *[f"               {line}" for line in (r.message or "(no message)").splitlines()],
+        f"  tagged       {r.commit}  {git_subject(c, r.commit)}",
+        f"  results      {r.results + ' on ' + (r.where or '?') if r.results else 'none yet: ' + r.state}",
+        f"  CI run       {r.ci_run or '-'}",
+        *[f"  MLflow run   {mlflow_link(env, run_id)}" for run_id in r.mlflow_runs],
+    ]
+    recorded = runs.outputs(c, r)
+    if recorded:
+        try:
+            held = dvc_remote.holds(env, [o.md5 for o in recorded])
+        except Exception as exc:  # noqa: BLE001 - an unreachable remote is an answer here, not a crash
+            said = environment.one_line(environment.scrub(str(exc)))
+            held, lines = set(), [*lines, f"  (the DVC remote could not be asked: {said})"]
+        where = (lambda o: "no remote configured") if held is None else (lambda o: "yes" if o.md5 in held else "NO")
+        lines += ["", "Outputs and inputs (dvc.lock and .dvc files of the results commit):"]
+        rows = [(o.path, o.md5, o.stage, where(o)) for o in recorded]
+        lines.append(table(("path", "md5", "stage or .dvc file", "on the DVC remote"), rows))
+    env_lines = [f"  {k}: {r.environment[k]}" for k in machine.KEYS if k in r.environment]
+    lines += ["", "Environment of the runner:", *(env_lines or ["  not recorded in its results commit"])]
+    return "\n".join(lines)
+
+
+def git_subject(c: Context, rev: str) -> str:
+    return run(c, "git", "log", "-1", "--format=%s", rev).stdout.strip()

@@ -94,13 +94,17 @@ def pick_branch(c: Context, remote: str, tag: str, commit: str, requested: str) 
     return None, f"Several branches on {remote} contain {commit[:12]} ({listed}) and the tag names none of them"
 
 
-def message(subject: str, tag: str, commit: str, metrics: list[str], runs: list[dict], ci_url: str | None) -> str:
-    """The results commit's message: "<subject>-results", the metrics, and the trailers that tie it to the run."""
+def message(
+    subject: str, tag: str, commit: str, metrics: list[str], runs: list[dict], ci_url: str | None, details: str = ""
+) -> str:
+    """The results commit's message: "<subject>-results", the metrics, `details`, and the trailers of the run."""
     lines = [f"Run-Tag: {tag}", f"Run-Commit: {commit}"]
     lines += [f"MLflow-Run: {r}" for r in dict.fromkeys(r["run_id"] for r in runs)]
     lines += [f"CI-Run: {ci_url}"] if ci_url else []
     body = "".join(f"    {line}\n" for line in metrics) or "    (none)\n"
-    return f"{subject}{SUFFIX}\n\nResults of run {tag} for {commit}.\n\nMetrics:\n{body}\n" + "\n".join(lines) + "\n"
+    details = f"{details.strip()}\n\n" if details.strip() else ""
+    head = f"{subject}{SUFFIX}\n\nResults of run {tag} for {commit}.\n\nMetrics:\n{body}\n{details}"
+    return head + "\n".join(lines) + "\n"
 
 
 def identity(c: Context, env: Mapping[str, str]) -> list[str]:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from src.runloop import environment
+from src.runloop import environment, machine
 from src.runloop.environment import ROOT, redact
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,8 @@ def run_tags(stage: str, env: Mapping[str, str] | None = None) -> dict[str, str]
         "ci_run_url": environment.ci_run_url(env),
         # Packages the runner has beyond Pipfile.lock (left there by other jobs), as `invoke repro` found them.
         "python_extras": (environment.env_value("RUN_PYTHON_EXTRAS", env) or "")[:5000] or None,
+        # The machine the stage ran on: why a reproduction's bytes may differ (see machine.py).
+        **{f"env.{key}": value for key, value in machine.describe().items()},
     }
     return {k: v for k, v in tags.items() if v is not None}
 

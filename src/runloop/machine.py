@@ -1,0 +1,63 @@
+"""The machine a run ran on: Python, OS, CPU and the numeric libraries' build, recorded with every run.
+
+Two runs of the same code, data and params may still differ in their bytes when the BLAS kernels differ (a
+LogisticRegression pickle changes with OPENBLAS_CORETYPE, its metrics do not), so a run records these and
+`nox -s reproduce` prints them beside its own when the bytes differ.
+
+Stdlib only (numpy and threadpoolctl are imported when asked), and runnable as a script: `python machine.py`
+prints the description as JSON, which is how a reproduction asks the interpreter of the run's own environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import re
+
+KEYS = ("python", "os", "machine", "blas")
+
+
+def describe() -> dict[str, str]:
+    """This interpreter's Python, OS, CPU architecture and the BLAS numpy loaded (vendor, version, CPU kernels)."""
+    return {
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "os": platform.platform(),
+        "machine": platform.machine(),
+        "blas": _blas(),
+    }
+
+
+def _blas() -> str:
+    try:
+        import numpy  # noqa: F401 - loads the BLAS that threadpoolctl reports
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (numpy or threadpoolctl not installed)"
+    # scipy ships a BLAS of its own: load it too, so that a stage (which imports it through scikit-learn) and
+    # `invoke share` (which does not) describe the same machine.
+    with contextlib.suppress(ImportError):
+        import scipy.linalg  # noqa: F401
+    found = [
+        f"{lib.get('internal_api')} {lib.get('version')} ({lib.get('architecture') or 'no CPU kernel named'}, "
+        f"{lib.get('num_threads')} threads)"
+        for lib in threadpool_info()
+        if lib.get("user_api") == "blas"
+    ]
+    return "; ".join(sorted(found)) or "none loaded"
+
+
+def section(described: dict[str, str]) -> str:
+    """The "Environment:" section of a results commit's message."""
+    return "Environment:\n" + "".join(f"    {key}: {described[key]}\n" for key in KEYS if key in described)
+
+
+def parse(message: str) -> dict[str, str]:
+    """The environment a results commit's message records (empty for runs made before it was recorded)."""
+    match = re.search(r"^Environment:\n((?:    \S[^\n]*\n?)+)", message, flags=re.MULTILINE)
+    lines = match.group(1).splitlines() if match else []
+    return dict(line.strip().split(": ", 1) for line in lines if ": " in line)
+
+
+if __name__ == "__main__":
+    print(json.dumps(describe()))

@@ -1,0 +1,139 @@
+"""`invoke runs`: the runs and their state, one run's chain, and which run made something.
+
+The runs here are tagged with `invoke tag-run` on a bare origin; their results commits are made as `invoke share`
+makes them (same message, same parent, pushed to the branch or to results/<tag>), without running the pipeline:
+the listing reads git only. `runs --run` and `--find` on a real run's model file and MLflow run id are in
+test_reproduce.py, on the run the act workflow makes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from gitrepos import clone, commit_of, git, invoke, tag_run
+
+from src.runloop import results_commit
+
+MLFLOW_RUN = "0123456789abcdef0123456789abcdef"
+LOCK = "schema: '2.0'\nstages:\n  train:\n    cmd: python -m train\n    outs:\n    - path: models/model.pkl\n"
+
+
+def share_by_hand(origin: Path, workdir: Path, tag: str, ref: str, metrics: list[str]) -> str:
+    """Commit a dvc.lock on the tagged commit with share's message and push it to `ref`; the results commit."""
+    repo = clone(origin, workdir, f"refs/tags/{tag}")
+    tagged = commit_of(repo, tag)
+    (repo / "dvc.lock").write_text(LOCK + f"      md5: {'ab' * 16}\n      size: 1\n      hash: md5\n")
+    message = results_commit.message("Initial commit", tag, tagged, metrics, [{"run_id": MLFLOW_RUN}], None)
+    git("add", "dvc.lock", cwd=repo)
+    git("commit", "--quiet", "--cleanup=verbatim", "-m", message, cwd=repo)
+    git("push", "--quiet", "origin", f"HEAD:{ref}", cwd=repo)
+    return git("rev-parse", "HEAD", cwd=repo)
+
+
+def three_runs(dev: Path, origin: Path, tmp_path: Path) -> tuple[str, str, str, str, str]:
+    """A run waiting for results, one with results on main, one with results on results/<tag>."""
+    waiting = tag_run(dev, "--name", "waiting")
+    time.sleep(1.1)  # tags are ordered by their creation time, which git keeps in seconds
+    landed = tag_run(dev, "--name", "landed", "--message", "Baseline")
+    time.sleep(1.1)
+    aside = tag_run(dev, "--name", "aside")
+    on_main = share_by_hand(origin, tmp_path / "r1", landed, "refs/heads/main", ["metrics/eval.json acc: 0.97"])
+    side = f"results/{aside}"  # where share keeps results whose branch moved on
+    on_side = share_by_hand(origin, tmp_path / "r2", aside, f"refs/heads/{side}", ["metrics/eval.json acc: 0.5"])
+    return waiting, landed, aside, on_main, on_side
+
+
+def runs(repo: Path, *args: str, code: int = 0) -> str:
+    result = invoke(repo, "runs", *args)
+    assert result.returncode == code, result.stdout
+    assert "Traceback" not in result.stdout
+    return result.stdout
+
+
+def test_runs_shows_each_state(dev, origin, tmp_path):
+    waiting, landed, aside, on_main, on_side = three_runs(dev, origin, tmp_path)
+    user = clone(origin, tmp_path / "user")
+    git("tag", "--delete", waiting, landed, aside, cwd=user)  # runs fetches them again
+
+    table = runs(user).splitlines()
+
+    assert table[0].split() == ["tagged", "tag", "branch", "commit", "state", "metrics", "MLflow"]
+    by_tag = {line.split()[2]: line for line in table[1:]}
+    assert list(by_tag) == [aside, landed, waiting]  # newest first
+    assert by_tag[waiting].split()[3:] == ["main", commit_of(user, waiting)[:12], "waiting", "for", "results", "-", "-"]
+    assert by_tag[landed].split()[3:] == [
+        "main",
+        commit_of(user, landed)[:12],
+        "results",
+        "on",
+        "main",
+        "acc:",
+        "0.97",
+        MLFLOW_RUN,
+    ]
+    assert f"results on results/{aside}  acc: 0.5" in by_tag[aside]
+
+    listed = json.loads(runs(user, "--json", "--no-fetch"))
+
+    assert [(r["tag"], r["label"], r["state"], r["results"]) for r in listed] == [
+        (aside, "aside", f"results on results/{aside}", on_side),
+        (landed, "landed", "results on main", on_main),
+        (waiting, "waiting", "waiting for results", None),
+    ]
+    assert listed[1]["message"] == "Baseline" and listed[1]["mlflow_runs"] == [MLFLOW_RUN]
+    assert [r["tag"] for r in json.loads(runs(user, "--json", "--no-fetch", "--limit", "1"))] == [aside]
+    assert json.loads(runs(user, "--json", "--no-fetch", "--branch", "other")) == []
+    assert runs(user, "--no-fetch", "--branch", "other").strip() == "No runs yet: `invoke tag-run` launches one."
+
+
+def test_runs_run_shows_the_chain_and_find_names_the_run(dev, origin, tmp_path):
+    _, landed, aside, on_main, _ = three_runs(dev, origin, tmp_path)
+    user = clone(origin, tmp_path / "user")
+
+    chain = runs(user, "--run", landed, "--no-fetch")
+
+    assert chain.startswith(f"Run {landed}: results on main\n")
+    assert f"  results      {on_main} on main\n" in chain
+    assert f"  MLflow run   {MLFLOW_RUN}\n" in chain
+    assert re.search(rf"^  models/model\.pkl +{'ab' * 16} +train +no remote configured$", chain, re.MULTILINE)
+    assert "Environment of the runner:\n  not recorded" in chain  # this results commit records none
+    assert runs(user, "--run", on_main[:10], "--no-fetch").startswith(f"Run {landed}: ")  # by its results commit
+
+    found = runs(user, "--find", MLFLOW_RUN, "--no-fetch")
+
+    assert found.splitlines() == [
+        f"{aside}  results {git('rev-parse', f'origin/results/{aside}', cwd=user)[:12]} on results/{aside}: "
+        f"MLflow run {MLFLOW_RUN}",
+        f"{landed}  results {on_main[:12]} on main: MLflow run {MLFLOW_RUN}",
+    ]
+    by_hash = runs(user, "--find", "ab" * 16, "--no-fetch")
+    assert f"{landed}  results {on_main[:12]} on main: models/model.pkl (train)" in by_hash
+
+
+def test_runs_refuses_what_names_no_run(dev, origin, tmp_path):
+    tag_run(dev)
+    user = clone(origin, tmp_path / "user")
+    (user / "notes.txt").write_text("no run made this\n")
+
+    assert "'run-nope' is neither a run tag nor a commit here" in runs(user, "--run", "run-nope", code=1)
+    assert "'no such thing' is no file here, no content hash" in runs(user, "--find", "no such thing", code=1)
+    assert "No run's results record notes.txt (" in runs(user, "--find", "notes.txt", code=1)
+    assert "is a directory — name a file in it" in runs(user, "--find", "src", code=1)
+
+
+def test_runs_without_a_run_reads_git_only(dev, origin, tmp_path):
+    three_runs(dev, origin, tmp_path)
+    user = clone(origin, tmp_path / "user")
+    script = (
+        "import sys; from invoke import Context; import tasks; tasks.runs(Context(), fetch=False, json=True); "
+        "print(sorted(m for m in ('mlflow', 'dvc', 'sklearn', 'pandas') if m in sys.modules), file=sys.stderr)"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=user, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)) == 3
+    assert result.stderr.strip() == "[]"
