@@ -17,6 +17,7 @@ Nothing here force-pushes, and data always goes out before the git ref that poin
 from __future__ import annotations
 
 import shlex
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from src.runloop import (
     checks,
     comparison,
     dvc_remote,
-    dvc_status,
+    dvc_repo,
     environment,
     interrupts,
     pipeline,
@@ -39,7 +40,7 @@ from src.runloop import (
     tracking,
 )
 from src.runloop import runs as past_runs
-from src.runloop.commands import DVC, git, must, run
+from src.runloop.commands import git
 
 # Run tags are "run-<the project's name>-…", the name being invoke.yaml's (`invoke init NAME` sets it there and in
 # every file that repeats it); the workflow runs for tags that match TAG_PREFIX + "*".
@@ -63,18 +64,21 @@ def repro(c: Context, pull: bool = True, force: bool = False, dry_run: bool = Fa
     remote = pull and dvc_remote.configured(env)
     # Settings, files, Python and packages, then the DVC remote and MLflow: a failure stops here, before any stage.
     env.update(checks.before_repro(env, remote, network=not dry_run))
-    cmd = [*pipeline.REPRO, *(["--pull"] if remote else []), *(["--force"] if force else [])]
-    print(f"$ {shlex.join(['dvc', *cmd[3:]])}", flush=True)
+    flags = [*(["--pull"] if remote else []), *(["--force"] if force else [])]
+    print(f"$ {shlex.join(['dvc', 'repro', *flags])}", flush=True)
     if dry_run:
         where = "pull from the DVC remote" if remote else "use no DVC remote"
         print(f"Would log to MLflow at {environment.redact(env['MLFLOW_TRACKING_URI'])} and {where}.")
         return
     if remote:
-        dvc_remote.configure(c, env)
-    lock = pipeline.lock_text()
-    pipeline.reproduce(cmd, env)  # in its own process group: SIGINT/SIGTERM stop it and its stages
-    checks.after_repro(env, lock)
-    report.results(c, env, remote)
+        dvc_remote.configure(env)
+    with tempfile.TemporaryDirectory(prefix="repro-") as tmp:
+        # One DVC process runs the pipeline and reads the metrics (and, if dvc.lock changed, DVC's status).
+        report_file = Path(tmp) / "outcome.json"
+        pipeline.reproduce([*pipeline.REPRO, *flags, "--report", str(report_file)], env)  # a signal stops the group
+        outcome = pipeline.read_outcome(report_file)
+    checks.after_repro(outcome.status)
+    report.results(env, remote, outcome.metrics_table, outcome.metric_lines)
     if not (remote or runner.on_actions(env)):
         pipeline.keep_committed_lock(c)  # reproduced here without the remote: only the run records are new
 
@@ -121,41 +125,26 @@ def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", d
     tag = tag or run_tag.at_head(c, env, TAG_PREFIX) or ""
     if not tag:
         raise Exit("No run tag — pass --tag NAME (on GitHub Actions it comes from GITHUB_REF).", code=1)
-    with interrupts.stop_cleanly("invoke share", "run it again in this clone to finish; no ref points at missing data"):
+    stopped = "run it again in this clone to finish; no ref points at missing data"
+    with interrupts.stop_cleanly("invoke share", stopped), dvc_repo.opened() as dvc:
         if not dry_run:
-            fetch = ["git", *auth.args, "fetch", "--quiet", "--no-tags"]
-            must(c, f"Fetching {remote}{auth.used}", *fetch, "--prune", remote, env=auth.env)
-            # A checkout may have turned the annotated tag into a lightweight one (actions/checkout before v6.0.2
-            # re-fetched it as <sha>:refs/tags/<tag>); the annotation names the tag's branch, so fetch the tag itself.
-            run(c, *fetch, remote, f"+refs/tags/{tag}:refs/tags/{tag}", env=auth.env)
+            results_commit.fetch(c, auth, remote, tag)
         commit = _check_shareable(c, env, tag, remote)
         existing = results_commit.existing(c, remote, tag, commit)
         target, unclear = (None, "") if existing else results_commit.pick_branch(c, remote, tag, commit, branch)
-        files = _check_results(c, commit)
+        files = _check_results(c, dvc, commit)
         subject = git(c, "log", "-1", "--format=%s", commit) or tag
         runs, ci_url = tracking.run_records(), environment.ci_run_url(env)
-        details = report.details(c, env, TAG_PREFIX, tag, remote)  # the runner's machine; the branch's previous run
-        message = results_commit.message(subject, tag, commit, report.metrics(c, env), runs, ci_url, details)
+        details = report.details(c, dvc, TAG_PREFIX, tag, remote)  # the runner's machine; the branch's previous run
+        message = results_commit.message(subject, tag, commit, dvc.metric_lines(), runs, ci_url, details)
         if dry_run:
             side = results_commit.side_branch(c, remote, tag)
             _print_share_plan(tag, commit, remote, existing, target, unclear, side, files, message)
             return
 
         # The data goes first, whatever happens next: once it is on the remote nothing of the run can be lost.
-        dvc_remote.configure(c, env)
-        print("$ dvc push --run-cache", flush=True)
-        if not c.run(shlex.join([*DVC, "push", "--run-cache"]), env=env, warn=True, pty=False).ok:
-            raise Exit(
-                "Pushing the data failed (DVC's message is above) — nothing was committed or pushed to git; "
-                "fix the remote and run `invoke share` again.",
-                code=1,
-            )
-        if missing := dvc_status.not_on_remote():  # `dvc push` only warns about objects it could not find
-            raise Exit(
-                f"The DVC remote lacks data dvc.lock names: {', '.join(missing)} — nothing was pushed to git; check "
-                "the remote and share again (if this clone lost the data too, `invoke repro --force` remakes it).",
-                code=1,
-            )
+        dvc_remote.configure(env)
+        _push_data(dvc)
         if existing:
             outcome = f"Results of {tag} are already on {remote} as {existing[:12]}: nothing to commit (a re-run)."
         elif results := results_commit.commit(c, env, commit, files, message):
@@ -165,7 +154,28 @@ def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", d
                 f"dvc.lock did not change: {commit[:12]} already records these results, so no commit was made. "
                 "The data is on the DVC remote."
             )
-        report.summary(c, env, tag, commit, outcome, details)
+        report.summary(env, dvc, tag, commit, outcome, details)
+
+
+def _push_data(dvc: dvc_repo.Dvc) -> None:
+    """`dvc push --run-cache`, then make sure the remote holds every output dvc.lock names (DVC only warns)."""
+    print("$ dvc push --run-cache", flush=True)
+    try:
+        pushed = dvc.push()
+    except Exception as exc:  # noqa: BLE001 - DVC's own error (its details are logged above), in one line
+        said = environment.one_line(environment.scrub(str(exc)))
+        raise Exit(
+            f"Pushing the data failed ({said}) — nothing was committed or pushed to git; fix the remote and run "
+            "`invoke share` again.",
+            code=1,
+        ) from None
+    print(f"{pushed} file{'s' if pushed != 1 else ''} pushed" if pushed else "Everything is up to date.")
+    if missing := dvc.not_on_remote():
+        raise Exit(
+            f"The DVC remote lacks data dvc.lock names: {', '.join(missing)} — nothing was pushed to git; check "
+            "the remote and share again (if this clone lost the data too, `invoke repro --force` remakes it).",
+            code=1,
+        )
 
 
 def _check_shareable(c: Context, env: dict[str, str], tag: str, remote: str) -> str:
@@ -191,17 +201,17 @@ def _check_shareable(c: Context, env: dict[str, str], tag: str, remote: str) -> 
     return commit
 
 
-def _check_results(c: Context, tagged: str) -> list[str]:
+def _check_results(c: Context, dvc: dvc_repo.Dvc, tagged: str) -> list[str]:
     """Refuse outputs the remote cannot carry, a pipeline DVC calls out of date, and changes that are not results;
     else the files the results commit holds."""
-    outputs = dvc_status.outputs()
+    outputs = dvc.outputs()
     if unshareable := [o.path for o in outputs if not (o.cached and o.pushed)]:
         raise Exit(
             f"Outputs the DVC remote cannot carry: {', '.join(unshareable)} (`cache: false` or `push: false` in "
             "dvc.yaml), so a clone of the results could not pull them — drop those options, then repro and share.",
             code=1,
         )
-    if stale := dvc_status.stale():
+    if stale := dvc.stale():
         raise Exit(
             f"DVC says the pipeline is not up to date here: {'; '.join(stale)} — run `invoke repro` (and fix the "
             "stage that fails) before sharing; nothing was pushed.",
@@ -292,7 +302,7 @@ def runs(
     if run:
         chosen, env = _resolve(c, run, remote), runner.pipeline_environment()
         if dvc_remote.configured(env):  # the chain says which outputs the remote holds
-            dvc_remote.configure(c, env)
+            dvc_remote.configure(env)
         print(past_runs.as_json([chosen]) if json else report.chain(c, env, chosen))
         return
     if find:
@@ -342,10 +352,11 @@ def compare(
         if not r.results:
             raise Exit(f"Run {r.tag} has no results yet ({r.state}) — wait for its job, or name another run.", code=1)
     if dvc_remote.configured(env):
-        dvc_remote.configure(c, env)
-    failed = comparison.fetch(c, env, [old.results, new.results])  # metric and plot files are DVC outputs
+        dvc_remote.configure(env)
+    with dvc_repo.opened() as dvc:
+        failed = comparison.fetch(dvc, [old.results, new.results])  # metric and plot files are DVC outputs
+        text = comparison.text(c, dvc, comparison.rev(old), comparison.rev(new), md)
     print(f"{comparison.rev(old)} = {old.tag}\n{comparison.rev(new)} = {new.tag}\n")
-    text = comparison.text(c, env, comparison.rev(old), comparison.rev(new), md)
     print(
         text
         + (f"(Fetching their metric and plot files failed: {failed})" if failed and comparison.MISSING in text else "")

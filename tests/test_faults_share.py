@@ -41,7 +41,7 @@ from gitrepos import (
 from test_share import make_pipeline_cache, runner, s3_env, share
 
 import tasks
-from src.runloop import dvc_status
+from src.runloop import dvc_repo
 from src.runloop.commands import DVC
 
 P = tasks.TAG_PREFIX  # tags the tests make by hand start like tag-run's
@@ -206,10 +206,12 @@ def test_not_on_remote_names_the_outputs_the_remote_lacks(dev, origin, s3, pipel
         monkeypatch.setenv(name, value)
     outs = lock_outs((repo / "dvc.lock").read_text())
 
-    assert dvc_status.not_on_remote(repo) == [f"{path} (new)" for path in sorted(outs)]
+    with dvc_repo.opened(repo) as dvc:
+        assert dvc.not_on_remote() == [f"{path} (new)" for path in sorted(outs)]
 
     assert subprocess.run([*DVC, "push", "--quiet"], cwd=repo, env=env).returncode == 0
-    assert dvc_status.not_on_remote(repo) == []
+    with dvc_repo.opened(repo) as dvc:
+        assert dvc.not_on_remote() == []
     assert keys_of((repo / "dvc.lock").read_text()) <= set(s3.server.keys(s3.dvc_bucket))
 
 

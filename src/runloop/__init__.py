@@ -12,7 +12,7 @@ tasks.py tells what each command does, step by step; these modules hold what the
     run_tag          run tags: their names, the branch recorded in them, where to watch them
     dvc_remote       the DVC remote: is one configured, its machine-specific settings, a probe of its bucket
     results_commit   the "<subject>-results" commit: what it holds, its message, its branch, pushing it safely
-    dvc_status       what DVC says of the checkout: stages up to date, outputs the remote holds or cannot hold
+    dvc_repo         DVC asked in-process, its repository opened once: status, outputs, metrics, diffs, push
     push_credential  the push token: kept from the pipeline, given to share's git fetch and push alone
     interrupts       SIGINT/SIGTERM: stop the children, exit in one line
     report           what a run prints and writes to the job summary

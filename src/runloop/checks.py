@@ -212,15 +212,20 @@ def before_repro(env: Mapping[str, str], uses_remote: bool, network: bool = True
     return {environment.PYTHON_EXTRAS_ENV: ", ".join(extras)} if extras else {}
 
 
-def after_repro(env: Mapping[str, str], lock_before: str | None) -> None:
-    """Stop unless every stage is up to date with its outputs present (DVC asked only when dvc.lock changed)."""
+def after_repro(status: Mapping[str, str] | None) -> None:
+    """Stop unless every stage is up to date with its outputs present; `status` is what DVC said after the
+    pipeline when it changed dvc.lock (stage → its words), None when it did not."""
     defined = pipeline.stages()
     if stale := pipeline.not_up_to_date(defined):
         fix = (
             "run `invoke repro --no-pull` (DVC skips a new stage whose outputs are all `cache: false` when it pulls) "
             "or `invoke repro --force`"
         )
-    elif pipeline.lock_text() != lock_before and (stale := pipeline.dvc_status(env, defined)):
+    elif stale := {
+        name: environment.one_line(words, 200)
+        for name, words in (status or {}).items()
+        if not (defined.get(name) or {}).get("always_changed")
+    }:
         fix = "a stage changed files that are not its outputs: fix its command, then run `invoke repro` again"
     else:
         return

@@ -7,34 +7,21 @@ first (DVC's fetch, for those revisions, metrics and plots only). DVC shows a me
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Mapping
 
 from invoke import Context
 
 from src.runloop import environment
 from src.runloop.commands import DVC, git, run
+from src.runloop.dvc_repo import Dvc
 from src.runloop.runs import Run
-
-# DVC's Python API, because `dvc fetch` has no option for one revision (its API has `revs`).
-_FETCH = """
-import sys
-from dvc.repo import Repo
-with Repo(".") as repo:
-    repo.fetch(revs=sys.argv[2:], types=sys.argv[1].split(","), workspace=False)
-"""
-
 
 MISSING = "is missing for"
 
 
-def fetch(c: Context, env: Mapping[str, str], revs: list[str], types: str = "metrics,plots") -> str | None:
-    """Fetch the metric and plot files the revisions record; None, or the reason it failed (DVC's last line)."""
-    result = run(c, sys.executable, "-c", _FETCH, types, *revs, env=env)
-    if result.ok:
-        return None
-    return environment.scrub(((result.stderr or result.stdout or "").strip().splitlines() or ["no output"])[-1])
+def fetch(dvc: Dvc, revs: list[str], types: tuple[str, ...] = ("metrics", "plots")) -> str | None:
+    """Fetch the metric and plot files the revisions record; None, or the reason it failed."""
+    return dvc.fetch(revs, list(types))
 
 
 def declared_metrics(c: Context, rev: str | None) -> list[str]:
@@ -46,13 +33,8 @@ def declared_metrics(c: Context, rev: str | None) -> list[str]:
     return [next(iter(m)) if isinstance(m, dict) else m for stage in stages.values() for m in stage.get("metrics", [])]
 
 
-def missing(c: Context, env: Mapping[str, str], old: str, new: str | None) -> list[str]:
+def missing(c: Context, diff: Mapping[str, Mapping[str, Mapping]], old: str, new: str | None) -> list[str]:
     """One line per metric file DVC could not read for a revision that declares it (new None: the working tree)."""
-    result = run(c, *DVC, "metrics", "diff", *_revs(old, new), "--all", "--json", env=env)
-    try:
-        diff = json.loads(result.stdout) if result.ok else {}
-    except ValueError:
-        diff = {}
     lines = []
     for rev, side in ((old, "old"), (new, "new")):
         for path in declared_metrics(c, rev):
@@ -65,25 +47,15 @@ def missing(c: Context, env: Mapping[str, str], old: str, new: str | None) -> li
     return lines
 
 
-def _revs(old: str, new: str | None) -> list[str]:
-    return [old, new] if new else [old]
-
-
-def text(c: Context, env: Mapping[str, str], old: str, new: str | None, md: bool = False) -> str:
+def text(c: Context, dvc: Dvc, old: str, new: str | None, md: bool = False) -> str:
     """The params that changed and every metric with its delta, from `old` to `new` (None: the working tree)."""
-    style = ["--md"] if md else []
-    params = run(c, *DVC, "params", "diff", *_revs(old, new), *style, env=env)
-    metrics = run(c, *DVC, "metrics", "diff", *_revs(old, new), "--all", *style, env=env)
-    parts = ["Params:", _shown(params, "No param changed."), "", "Metrics:", _shown(metrics, "No metrics.")]
-    parts += ["", *missing(c, env, old, new)] if metrics.ok else []
+    try:
+        params, metrics, diff = dvc.diff(old, new, md)
+    except Exception as exc:  # noqa: BLE001 - DVC's own error, said in one line
+        return f"DVC failed: {environment.one_line(environment.scrub(str(exc)))}\n"
+    parts = ["Params:", params or "No param changed.", "", "Metrics:", metrics or "No metrics."]
+    parts += ["", *missing(c, diff, old, new)]
     return "\n".join(parts).rstrip() + "\n"
-
-
-def _shown(result, empty: str) -> str:
-    """DVC's table, or what DVC said when it failed (without credentials)."""
-    if not result.ok:
-        return f"DVC failed: {environment.scrub((result.stderr or result.stdout or '').strip())}"
-    return result.stdout.strip() or empty
 
 
 def plots(c: Context, env: Mapping[str, str], old: str, new: str, out: str) -> str | None:
@@ -97,11 +69,11 @@ def rev(r: Run) -> str:
     return (r.results or r.commit)[:12]
 
 
-def against_previous(c: Context, env: Mapping[str, str], previous: Run | None, branch: str | None) -> str:
+def against_previous(c: Context, dvc: Dvc, previous: Run | None, branch: str | None) -> str:
     """The comparison of the working tree's results with `previous` (the branch's run before), for share."""
     if previous is None or not previous.results:
         return f"Compared with: nothing (no earlier run of {branch or 'this branch'} has results).\n"
-    failed = fetch(c, env, [previous.results], "metrics")
-    body = text(c, env, rev(previous), None)
+    failed = fetch(dvc, [previous.results], ("metrics",))
+    body = text(c, dvc, rev(previous), None)
     note = f"(fetching its metric files failed: {failed})\n" if failed and MISSING in body else ""
     return f"Compared with {previous.tag} ({rev(previous)}):\n{note}{body}"

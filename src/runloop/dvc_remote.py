@@ -12,10 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-from invoke import Context
-
 from src.runloop import environment
-from src.runloop.commands import DVC, must
 
 NAME = "storage"  # the default remote named in .dvc/config
 
@@ -35,14 +32,33 @@ def configured(env: Mapping[str, str]) -> bool:
     return any(settings(env).values()) or (local.exists() and bool(local.read_text().strip()))
 
 
-def configure(c: Context, env: Mapping[str, str]) -> None:
+def configure(env: Mapping[str, str], root: Path | None = None) -> None:
     """Write the endpoint (and any URL override) to .dvc/config.local: untracked, and never a secret.
 
     Only what the environment sets is written; what a user put in config.local by hand stays.
     """
-    for key, value in settings(env).items():
-        if value:
-            must(c, f"Setting the DVC remote's {key}", *DVC, "remote", "modify", "--local", NAME, key, value, env=env)
+    if wanted := {key: value for key, value in settings(env).items() if value}:
+        write_local(root or environment.ROOT, {f'remote "{NAME}"': wanted})
+
+
+def use_folder(root: Path, name: str, folder: Path) -> None:
+    """Make a local folder the default remote of the repository at `root` (in its .dvc/config.local)."""
+    write_local(root, {f'remote "{name}"': {"url": str(folder)}, "core": {"remote": name}})
+
+
+def write_local(root: Path, sections: Mapping[str, Mapping[str, str]]) -> None:
+    """Set these keys in `root`'s .dvc/config.local, in DVC's own format (configobj's, as DVC writes it), keeping
+    the rest: `dvc remote modify --local` would cost a second a setting."""
+    from configobj import ConfigObj
+
+    conf = ConfigObj(str(root / ".dvc" / "config.local"), write_empty_values=True)
+    changed = False
+    for name, values in sections.items():
+        section = conf.setdefault(name, {})
+        changed |= any(section.get(key) != value for key, value in values.items())
+        section.update(values)
+    if changed:
+        conf.write()
 
 
 class Location(NamedTuple):

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 from invoke import Context, Exit
 
 from src.runloop import environment, tracking
-from src.runloop.commands import DVC, git, listed, must, run
+from src.runloop.commands import git, listed, must, run
 
 DVC_YAML = "dvc.yaml"
 DVC_LOCK = "dvc.lock"
@@ -135,23 +135,6 @@ def not_up_to_date(defined: Mapping[str, dict[str, Any]], root: Path | None = No
     return found
 
 
-def dvc_status(env: Mapping[str, str], defined: Mapping[str, dict[str, Any]]) -> dict[str, str]:
-    """What `dvc status` reports changed (stage → DVC's words), stages marked always_changed aside."""
-    shown = subprocess.run([*DVC, "status", "--json"], env=dict(env), capture_output=True, text=True)
-    try:
-        status = json.loads(shown.stdout) if shown.returncode == 0 else None
-    except ValueError:
-        status = None
-    if not isinstance(status, dict):
-        said = environment.one_line(environment.scrub((shown.stderr or shown.stdout).strip(), env))
-        return {"(dvc status)": f"failed: {said or 'no output'}"}
-    return {
-        name: environment.one_line(json.dumps(changes), 200)
-        for name, changes in status.items()
-        if not (defined.get(name) or {}).get("always_changed")
-    }
-
-
 def reproduce(cmd: list[str], env: Mapping[str, str]) -> None:
     """Run `cmd` (dvc repro) in a process group of its own; a SIGINT or SIGTERM here stops the whole group.
 
@@ -240,8 +223,17 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
+class Outcome(NamedTuple):
+    """What the reproducing process found after DVC's reproduce, for the task that started it."""
+
+    metrics_table: str  # `dvc metrics show`, as DVC prints it
+    metric_lines: list[str]  # the same, one `file key: value` per line
+    status: dict[str, str] | None  # `dvc status` (stage → DVC's words) when dvc.lock changed, else None
+
+
 def main(argv: list[str]) -> int:
-    """`repro [--pull] [--force] [--no-run-cache]`: DVC's reproduce, its exit codes and messages, no reminders."""
+    """`repro [--pull] [--force] [--no-run-cache] [--report FILE]`: DVC's reproduce, its exit codes and messages, no
+    reminders; with --report, what the task reports afterwards, asked of the same open repository (no second DVC)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m src.runloop.pipeline")
@@ -249,27 +241,46 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--pull", action="store_true", help="pull missing outputs and run-cache entries first")
     parser.add_argument("--force", action="store_true", help="run every stage, even those DVC finds up to date")
     parser.add_argument("--no-run-cache", action="store_true", help="execute stages instead of restoring them")
+    parser.add_argument("--report", help="write the metrics and, when dvc.lock changed, DVC's status here (JSON)")
     args = parser.parse_args(argv)
 
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
     from dvc.ui import ui
 
+    from src.runloop.dvc_repo import Dvc
+
     log = logging.getLogger("dvc")  # DVC's own handler and format: "ERROR: failed to reproduce 'train': …"
     ui.enable()
+    lock_before = lock_text()
     try:
         with Repo() as repo:
             repo.scm_context.quiet = True
             stages = repo.reproduce(pull=args.pull, force=args.force, run_cache=not args.no_run_cache)
+            if not stages:
+                ui.write("Data and pipelines are up to date.")
+            if args.report:
+                dvc = Dvc(repo, environment.ROOT)
+                status = None
+                if lock_text() != lock_before:  # a no-op repro leaves it alone: no status to ask for
+                    status = {name: json.dumps(changes) for name, changes in repo.status().items()}
+                outcome = Outcome(dvc.metrics_table(), dvc.metric_lines(), status)
+                Path(args.report).write_text(json.dumps(outcome._asdict()), encoding="utf-8")
     except DvcException:
         log.exception("")
         return 255
     except KeyboardInterrupt:
         log.exception("interrupted by the user")
         return 252
-    if not stages:
-        ui.write("Data and pipelines are up to date.")
     return 0
+
+
+def read_outcome(path: Path) -> Outcome:
+    """What `main --report` wrote; an empty outcome when it wrote nothing."""
+    try:
+        return Outcome(**json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return Outcome("", [], None)
 
 
 def keep_committed_lock(c: Context) -> None:

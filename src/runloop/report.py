@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import shutil
 from collections.abc import Callable, Mapping
@@ -11,7 +10,8 @@ from typing import Any
 from invoke import Context
 
 from src.runloop import dvc_remote, environment, tracking
-from src.runloop.commands import DVC, run
+from src.runloop.commands import run
+from src.runloop.dvc_repo import Dvc
 
 # Columns the metrics table may take before it is shown one metric per line (when no terminal says otherwise).
 WIDTH = 100
@@ -37,27 +37,6 @@ def mlflow_lines(records: list[dict[str, Any]] | None = None) -> list[str]:
     return lines + [f"Browse them: mlflow ui --backend-store-uri {shlex.quote(uri)}" for uri in stores]
 
 
-def metrics(c: Context, env: Mapping[str, str]) -> list[str]:
-    """The pipeline's metrics as `file key: value` lines, flattened, as `dvc metrics show` finds them."""
-    shown = run(c, *DVC, "metrics", "show", "--json", env=env)
-    try:
-        files = json.loads(shown.stdout)[""]["data"] if shown.ok else {}
-    except (ValueError, KeyError):
-        return []
-    lines: list[str] = []
-
-    def walk(path: str, prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(path, f"{prefix}.{k}" if prefix else str(k), v)
-        else:
-            lines.append(f"{path} {prefix}: {value}")
-
-    for path, content in files.items():
-        walk(path, "", content.get("data", {}))
-    return lines
-
-
 def metrics_text(table: str, lines: Callable[[], list[str]], width: int) -> str:
     """DVC's metrics table, or one metric per line (`file key: value`) when the table is wider than `width`."""
     if not table:
@@ -67,44 +46,41 @@ def metrics_text(table: str, lines: Callable[[], list[str]], width: int) -> str:
     return "\n".join(f"  {line}" for line in lines()) or table
 
 
-def results(c: Context, env: Mapping[str, str], remote: bool) -> None:
-    """Print the metrics, the MLflow runs and where the data went, after `invoke repro`."""
+def results(env: Mapping[str, str], remote: bool, table: str, lines: list[str]) -> None:
+    """Print the metrics (DVC's table, or one per line when wider than the terminal), the MLflow runs and where
+    the data went, after `invoke repro`."""
     print("\nResults")
-    shown = run(c, *DVC, "metrics", "show", env=env)
-    table = shown.stdout.rstrip() if shown.ok else ""
-    print(metrics_text(table, lambda: metrics(c, env), shutil.get_terminal_size((WIDTH, 24)).columns))
+    print(metrics_text(table, lambda: lines, shutil.get_terminal_size((WIDTH, 24)).columns))
     for line in mlflow_lines() or [f"MLflow: {environment.redact(env['MLFLOW_TRACKING_URI'])}"]:
         print(line)
     where = "the DVC remote, after `invoke share`" if remote else "the local DVC cache (.dvc/cache), no remote"
     print(f"Data and models: {environment.ROOT} (outputs listed in dvc.yaml); shared through {where}.")
 
 
-def summary(c: Context, env: Mapping[str, str], tag: str, commit: str, outcome: str, details: str = "") -> None:
+def summary(env: Mapping[str, str], dvc: Dvc, tag: str, commit: str, outcome: str, details: str = "") -> None:
     """Tell the run's outcome on stdout and, on GitHub Actions, in the job summary (with `details` below it)."""
     print(outcome)
     path = environment.env_value("GITHUB_STEP_SUMMARY", env)
     if not path:
         return
-    shown = run(c, *DVC, "metrics", "show", "--md", env=env)
-    params = run(c, *DVC, "params", "diff", "--all", "--md", env=env)
     links = "\n".join(f"- {line}" for line in mlflow_lines()) or "- MLflow: no run"
     more = f"\n### Environment and the branch's previous run\n\n```text\n{details.strip()}\n```\n" if details else ""
     with open(path, "a", encoding="utf-8") as f:
         f.write(
             f"## Run `{tag}`\n\n- Commit: `{commit}`\n- {outcome}\n{links}\n\n"
-            f"### Metrics\n\n{shown.stdout.strip() if shown.ok else 'none'}\n\n"
-            f"### Params\n\n{params.stdout.strip() if params.ok else 'none'}\n{more}"
+            f"### Metrics\n\n{dvc.metrics_table(md=True) or 'none'}\n\n"
+            f"### Params\n\n{dvc.params_table(md=True) or 'none'}\n{more}"
         )
 
 
-def details(c: Context, env: Mapping[str, str], prefix: str, tag: str, remote: str) -> str:
+def details(c: Context, dvc: Dvc, prefix: str, tag: str, remote: str) -> str:
     """What the results commit and the job summary tell beyond the metrics: the machine the run ran on, and its
     params and metrics against the previous run of its branch (DVC's diffs, indented as the message's sections)."""
     from src.runloop import comparison, machine, runs
 
     listed = runs.listed(c, prefix, remote)
     branch = next((r.branch for r in listed if r.tag == tag), None)
-    head, _, body = comparison.against_previous(c, env, runs.previous(listed, tag, branch), branch).partition("\n")
+    head, _, body = comparison.against_previous(c, dvc, runs.previous(listed, tag, branch), branch).partition("\n")
     indented = "".join(f"    {line}\n" if line else "\n" for line in body.splitlines())
     return f"{machine.section(machine.describe())}\n{head}\n{indented}"
 

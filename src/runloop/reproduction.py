@@ -219,20 +219,17 @@ def run_environment(tree: Path, env: Mapping[str, str]) -> Path:
     return venv
 
 
-def connect_data(tree: Path, venv: Path, env: Mapping[str, str]) -> str:
+def connect_data(tree: Path, env: Mapping[str, str]) -> str:
     """Point the worktree's DVC at the remote (or, without one, at the local cache); say where data comes from."""
     local = environment.ROOT / ".dvc" / "config.local"
     if local.exists():  # machine-specific settings a user made here; never a credential (DVC reads those from env)
         shutil.copy2(local, tree / ".dvc" / "config.local")
-    dvc = [str(venv / "bin" / "python"), "-m", "dvc"]
     if dvc_remote.configured(env):
-        for key, value in dvc_remote.settings(env).items():
-            if value:
-                _sh([*dvc, "remote", "modify", "--local", dvc_remote.NAME, key, value], tree, env, quiet=True)
+        dvc_remote.configure(env, root=tree)
         return "the DVC remote"
     cache = environment.ROOT / ".dvc" / "cache"
     # The local cache has a remote's layout: as a local remote it lends the inputs without being written to.
-    _sh([*dvc, "remote", "add", "--local", "--default", "--force", "local-cache", str(cache)], tree, env, quiet=True)
+    dvc_remote.use_folder(tree, "local-cache", cache)
     return f"the local DVC cache ({cache}; no remote is configured)"
 
 
@@ -361,7 +358,7 @@ def reproduce(spec: str, rtol: float, atol: float, keep: bool, track: bool) -> i
             raise CannotReproduce(f"Could not make a worktree at {run.results[:12]} ({_last_lines(added)}).")
         print(f"Worktree: {tree}", flush=True)
         venv = run_environment(tree, env)
-        source = connect_data(tree, venv, env)
+        source = connect_data(tree, env)
         pull_inputs(tree, venv, env, runs.outputs(c, run), source)
         dvc = [str(venv / "bin" / "python"), "-m", "dvc"]
         # The recorded metric files, for `dvc metrics diff` should the bytes differ (small; failure is said later).

@@ -188,6 +188,15 @@ def commit(c: Context, env: Mapping[str, str], tagged: str, files: list[str], te
     return git(c, "rev-parse", "HEAD") or ""
 
 
+def fetch(c: Context, auth: GitAuth, remote: str, tag: str) -> None:
+    """Fetch the remote's branches (pruned) and the tag itself, with the push token when there is one."""
+    cmd = ["git", *auth.args, "fetch", "--quiet", "--no-tags"]
+    must(c, f"Fetching {remote}{auth.used}", *cmd, "--prune", remote, env=auth.env)
+    # A checkout may have turned the annotated tag into a lightweight one (actions/checkout before v6.0.2 re-fetched
+    # it as <sha>:refs/tags/<tag>); the annotation names the tag's branch, so fetch the tag object itself.
+    run(c, *cmd, remote, f"+refs/tags/{tag}:refs/tags/{tag}", env=auth.env)
+
+
 def push(
     c: Context, auth: GitAuth, remote: str, target: str | None, unclear: str, tag: str, tagged: str, results: str
 ) -> str:

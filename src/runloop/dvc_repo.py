@@ -1,0 +1,201 @@
+"""DVC asked in this process: one import and one repository opened for everything a task asks of it.
+
+Every `python -m dvc …` is a fresh interpreter that imports DVC and reads the repository again (about a second
+each); `invoke share` used to start six to eight of them. Here a task opens the repository once (`opened()`) and
+asks it everything: is every stage up to date, which outputs the remote cannot carry or does not hold yet, the
+metrics and params (rendered by DVC's own table code, so they read exactly as `dvc metrics show` and `dvc params
+diff` print them), the comparison of two revisions, the push itself. A repository DVC cannot read is one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from invoke import Exit
+
+from src.runloop import environment
+
+# As `dvc metrics show` and `dvc metrics diff` print numbers (DVC's DEFAULT_PRECISION, rounded).
+PRECISION = 5
+
+
+@dataclass(frozen=True)
+class Output:
+    path: str  # relative to the project root, as dvc.yaml names it
+    stage: str
+    cached: bool  # `cache: false` keeps it out of DVC's cache: only git could hold it
+    pushed: bool  # `push: false` keeps it off the remote
+
+
+class Dvc:
+    """The project's DVC repository, opened once; see `opened()`."""
+
+    def __init__(self, repo: Any, root: Path) -> None:
+        self.repo = repo
+        self.root = root
+
+    # -- the pipeline in this checkout ---------------------------------------------------------------------------
+
+    def outputs(self) -> list[Output]:
+        """Every output the pipeline declares (outs, metrics, plots)."""
+        outs = self.repo.index.outs
+        return [Output(self._rel(out.fs_path), out.stage.addressing, out.use_cache, out.can_push) for out in outs]
+
+    def stale(self) -> list[str]:
+        """One line per stage that `dvc status` does not call up to date (changed, never run, or outputs missing)."""
+        found = self.repo.status()
+        return [f"{stage} ({'; '.join(_describe(change) for change in changes)})" for stage, changes in found.items()]
+
+    # -- metrics and params -------------------------------------------------------------------------------------
+
+    def metrics(self) -> dict[str, Any]:
+        """The working tree's metrics: {file: {key: value}}, as `dvc metrics show --json` has them."""
+        shown = self.repo.metrics.show()
+        data = (shown.get("") or next(iter(shown.values()), {})).get("data", {})
+        return {self._rel(path): content.get("data", {}) for path, content in data.items()}
+
+    def metric_lines(self) -> list[str]:
+        """The metrics as `file key: value` lines, nested keys dotted."""
+        lines: list[str] = []
+
+        def walk(path: str, prefix: str, value: Any) -> None:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    walk(path, f"{prefix}.{k}" if prefix else str(k), v)
+            else:
+                lines.append(f"{path} {prefix}: {value}")
+
+        for path, values in self.metrics().items():
+            walk(path, "", values)
+        return lines
+
+    def metrics_table(self, md: bool = False) -> str:
+        """`dvc metrics show [--md]`, as DVC prints it."""
+        from dvc.compare import metrics_table
+
+        shown = {"": {"data": {path: {"data": values} for path, values in self.metrics().items()}}}
+        return _rendered(metrics_table(shown, precision=PRECISION, round_digits=True), md)
+
+    def params_table(self, md: bool = False) -> str:
+        """`dvc params diff --all [--md]`: every param, as DVC prints it."""
+        from dvc.compare import diff_table
+
+        found = self.repo.params.diff(all=True).get("diff", {})
+        table = diff_table({self._rel(p): v for p, v in found.items()}, title="Param", show_changes=False)
+        return _rendered(table, md)
+
+    def diff(self, old: str, new: str | None, md: bool = False) -> tuple[str, str, dict[str, Any]]:
+        """DVC's params diff and metrics diff --all from `old` to `new` (None: the working tree), as it prints them,
+        and the metrics diff itself ({file: {key: {old, new, diff}}})."""
+        from dvc.compare import diff_table
+
+        revs = {"a_rev": old, "b_rev": new or "workspace"}
+        params = {self._rel(p): v for p, v in self.repo.params.diff(**revs).get("diff", {}).items()}
+        metrics = {self._rel(p): v for p, v in self.repo.metrics.diff(**revs, all=True).get("diff", {}).items()}
+        shown = {"a_rev": old, "b_rev": new}
+        return (
+            _rendered(diff_table(params, title="Param", show_changes=False, **shown), md),
+            _rendered(diff_table(metrics, title="Metric", precision=PRECISION, round_digits=True, **shown), md),
+            metrics,
+        )
+
+    # -- the remote ---------------------------------------------------------------------------------------------
+
+    def configure_remote(self, name: str, settings: Mapping[str, str | None]) -> None:
+        """Write the remote's machine-specific settings to .dvc/config.local (never a credential)."""
+        wanted = {k: v for k, v in settings.items() if v}
+        if not wanted:
+            return
+        with self.repo.config.edit("local") as conf:
+            conf.setdefault("remote", {}).setdefault(name, {}).update(wanted)
+
+    def fetch(self, revs: list[str], types: list[str]) -> str | None:
+        """Fetch the outputs of those kinds (metrics, plots) the revisions record; None, or why it failed."""
+        try:
+            self.repo.fetch(revs=revs, types=types, workspace=False)
+        except Exception as exc:  # noqa: BLE001 - the remote's own error, said in one line
+            return environment.one_line(environment.scrub(str(exc)))
+        return None
+
+    def push(self) -> int:
+        """`dvc push --run-cache`: the outputs and the run cache to the default remote; how many files went."""
+        return self.repo.push(run_cache=True)
+
+    def not_on_remote(self) -> list[str]:
+        """Outputs whose data the DVC remote lacks, as `dvc status --cloud` sees them: `path (new|missing|…)`."""
+        try:
+            found = self.repo.status(cloud=True)
+        except Exception as exc:  # noqa: BLE001 - the remote's own error, said in one line
+            raise Exit(
+                f"Asking the DVC remote what it holds failed: {environment.scrub(str(exc))} — check the remote, "
+                "then share again."
+            ) from None
+        return [f"{path} ({state})" for path, state in sorted(found.items())]
+
+    def _rel(self, path: str) -> str:
+        return Path(path).relative_to(self.root).as_posix() if Path(path).is_absolute() else path
+
+
+@contextlib.contextmanager
+def opened(root: Path | None = None) -> Iterator[Dvc]:
+    """The project's DVC repository, open for this block; DVC's own errors become one line."""
+    environment.quiet()
+    root = root or environment.ROOT
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    with _dvc_log_in_one_line():
+        try:
+            with Repo(str(root)) as repo:
+                yield Dvc(repo, root)
+        except DvcException as exc:
+            said = environment.one_line(environment.scrub(str(exc)))
+            raise Exit(f"DVC failed: {said} — fix what it names, then run this again.", code=1) from None
+
+
+class _OneLine(logging.Handler):
+    """DVC's warnings and errors as its CLI words them ("WARNING: …"), one line each, no traceback, no secret."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text = f"{text} - {record.exc_info[1]}" if text else str(record.exc_info[1])
+        print(f"{record.levelname}: {environment.one_line(environment.scrub(text), 500)}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _dvc_log_in_one_line() -> Iterator[None]:
+    log = logging.getLogger("dvc")
+    handler, before = _OneLine(logging.WARNING), (log.level, log.propagate)
+    log.addHandler(handler)
+    log.setLevel(logging.WARNING)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(before[0])
+        log.propagate = before[1]
+
+
+def _describe(change: Any) -> str:
+    if isinstance(change, dict):  # {"changed outs": {"models/model.pkl": "not in cache"}}
+        return "; ".join(
+            f"{kind}: " + ", ".join(f"{p} {s}" for p, s in paths.items()) for kind, paths in change.items()
+        )
+    return str(change)  # "always changed", "changed command"
+
+
+def _rendered(table: Any, md: bool) -> str:
+    """A DVC table as DVC's own renderer prints it (`dvc … --md` or plain)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        table.render(markdown=md)
+    return out.getvalue().rstrip("\n")
