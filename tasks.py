@@ -30,6 +30,7 @@ from src.runloop import (
     dvc_repo,
     environment,
     interrupts,
+    machine,
     pipeline,
     project,
     push_credential,
@@ -119,6 +120,7 @@ def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", d
     """Push the run's data, then commit dvc.lock as '<subject>-results' and push it to the tag's branch."""
     runner.at_root()
     auth = push_credential.git_auth(push_credential.withhold())  # for git's fetch and push alone, never DVC's
+    described = machine.describe_meanwhile()  # the runner's Python, OS and BLAS, for the results commit
     env = runner.pipeline_environment()
     if runner.on_actions(env):
         runner.require_ci_settings(env)
@@ -135,7 +137,7 @@ def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", d
         files = _check_results(c, dvc, commit)
         subject = git(c, "log", "-1", "--format=%s", commit) or tag
         runs, ci_url = tracking.run_records(), environment.ci_run_url(env)
-        details = report.details(c, dvc, TAG_PREFIX, tag, remote)  # the runner's machine; the branch's previous run
+        details = report.details(c, dvc, TAG_PREFIX, tag, remote, described())  # and the branch's previous run
         message = results_commit.message(subject, tag, commit, dvc.metric_lines(), runs, ci_url, details)
         if dry_run:
             side = results_commit.side_branch(c, remote, tag)

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from invoke import Exit
-
 from src.runloop import environment
 
 # As `dvc metrics show` and `dvc metrics diff` print numbers (DVC's DEFAULT_PRECISION, rounded).
@@ -130,6 +128,8 @@ class Dvc:
 
     def not_on_remote(self) -> list[str]:
         """Outputs whose data the DVC remote lacks, as `dvc status --cloud` sees them: `path (new|missing|…)`."""
+        from invoke import Exit
+
         try:
             found = self.repo.status(cloud=True)
         except Exception as exc:  # noqa: BLE001 - the remote's own error, said in one line
@@ -150,6 +150,7 @@ def opened(root: Path | None = None) -> Iterator[Dvc]:
     root = root or environment.ROOT
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
+    from invoke import Exit
 
     with _dvc_log_in_one_line():
         try:

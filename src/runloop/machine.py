@@ -14,6 +14,10 @@ import contextlib
 import json
 import platform
 import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 KEYS = ("python", "os", "machine", "blas")
 
@@ -26,6 +30,24 @@ def describe() -> dict[str, str]:
         "machine": platform.machine(),
         "blas": _blas(),
     }
+
+
+def describe_meanwhile() -> Callable[[], dict[str, str]]:
+    """Start describing this machine in a process of its own (loading numpy and scipy takes a good part of a
+    second) and return what waits for the description: `invoke share` does its git and DVC work meanwhile."""
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve())], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+
+    def described() -> dict[str, str]:
+        out, _ = proc.communicate()
+        try:
+            found = json.loads(out)
+        except ValueError:
+            found = None
+        return found if isinstance(found, dict) and set(KEYS) <= found.keys() else describe()
+
+    return described
 
 
 def _blas() -> str:

@@ -24,12 +24,15 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
-
-from invoke import Context, Exit
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from src.runloop import environment, tracking
-from src.runloop.commands import git, listed, must, run
+
+if TYPE_CHECKING:
+    from invoke import Context
+
+# No invoke at import: `python -m src.runloop.pipeline repro` is the process that runs DVC, and every import there
+# is paid on each `invoke repro`.
 
 DVC_YAML = "dvc.yaml"
 DVC_LOCK = "dvc.lock"
@@ -141,6 +144,8 @@ def reproduce(cmd: list[str], env: Mapping[str, str]) -> None:
     The group gets SIGINT first: DVC waits for the running stage, which closes its MLflow run as KILLED and exits;
     a second signal, or GRACE_SECONDS later, SIGTERM and then SIGKILL. Then one line says what happened.
     """
+    from invoke import Exit
+
     received: list[tuple[int, float]] = []  # (signal, when)
     proc: subprocess.Popen | None = None
 
@@ -291,6 +296,8 @@ def keep_committed_lock(c: Context) -> None:
     from HEAD's, the data reproduced byte for byte: HEAD's dvc.lock stays and the tree stays clean. Otherwise
     dvc.lock keeps the new hashes, and this says which outputs came out differently.
     """
+    from src.runloop.commands import git, listed, must, run
+
     committed = git(c, "show", f"HEAD:{DVC_LOCK}")
     if committed is None or run(c, "git", "diff", "--quiet", "HEAD", "--", DVC_LOCK).ok:
         return

@@ -73,16 +73,17 @@ def summary(env: Mapping[str, str], dvc: Dvc, tag: str, commit: str, outcome: st
         )
 
 
-def details(c: Context, dvc: Dvc, prefix: str, tag: str, remote: str) -> str:
-    """What the results commit and the job summary tell beyond the metrics: the machine the run ran on, and its
-    params and metrics against the previous run of its branch (DVC's diffs, indented as the message's sections)."""
+def details(c: Context, dvc: Dvc, prefix: str, tag: str, remote: str, described: dict[str, str]) -> str:
+    """What the results commit and the job summary tell beyond the metrics: the machine the run ran on (as
+    `machine.describe` has it), and its params and metrics against the previous run of its branch (DVC's diffs,
+    indented as the message's sections)."""
     from src.runloop import comparison, machine, runs
 
     listed = runs.listed(c, prefix, remote)
     branch = next((r.branch for r in listed if r.tag == tag), None)
     head, _, body = comparison.against_previous(c, dvc, runs.previous(listed, tag, branch), branch).partition("\n")
     indented = "".join(f"    {line}\n" if line else "\n" for line in body.splitlines())
-    return f"{machine.section(machine.describe())}\n{head}\n{indented}"
+    return f"{machine.section(described)}\n{head}\n{indented}"
 
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
