@@ -88,3 +88,18 @@ def test_every_variable_the_template_reads_is_documented() -> None:
 def test_env_example_holds_no_values() -> None:
     values = re.findall(r"^[A-Z][A-Z0-9_]+=(.+)$", (ROOT / ".env.example").read_text(), flags=re.MULTILINE)
     assert values == [], ".env.example documents names only: a value there would end up in every clone"
+
+
+def test_every_row_of_the_fault_matrix_names_tests_that_exist() -> None:
+    table = _section("Faults and attacks")
+    rows = re.findall(r"^\| (\d+) \| (.+?) \| (.+?) \| (.+) \|$", table, flags=re.MULTILINE)
+    assert [int(number) for number, *_ in rows] == list(range(1, 17)), "the matrix has rows 1 to 16, in order"
+    for number, fault, happens, proof in rows:
+        assert "—" not in (happens.strip(), proof.strip()), f"row {number} ({fault}) says what happens and names a test"
+        named = re.findall(r"`(tests/[\w/]+\.py)(?:::(\w+))?`", proof)
+        assert named, f"row {number} names no test"
+        for path, test in named:
+            source = (ROOT / path).read_text()
+            assert not test or re.search(rf"^(?:async )?def {test}\(", source, flags=re.MULTILINE), (
+                f"row {number} names {path}::{test}, which does not exist"
+            )
