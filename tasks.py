@@ -6,6 +6,7 @@
     invoke init      (once) make a clone of the template your project: its name everywhere, a pipeline skeleton
     invoke runs      the runs and their state; one run's whole chain (--run); which run made a file (--find)
     invoke compare   two runs' params and metrics side by side (DVC's own diffs)
+    invoke promote   point an MLflow alias (champion) at the model version a run made: models:/<name>@champion
 
 `nox -s reproduce` recomputes a past run in isolation (src/runloop/reproduction.py).
 
@@ -34,6 +35,7 @@ from src.runloop import (
     pipeline,
     project,
     push_credential,
+    registry,
     report,
     results_commit,
     run_tag,
@@ -306,6 +308,8 @@ def runs(
         if dvc_remote.configured(env):  # the chain says which outputs the remote holds
             dvc_remote.configure(env)
         print(past_runs.as_json([chosen]) if json else report.chain(c, env, chosen))
+        if not json:  # MLflow asked only here, with a short timeout: the listing below stays git-only
+            print(f"\n{registry.section(c, env, chosen, listed)}")
         return
     if find:
         try:
@@ -402,3 +406,65 @@ def init(c: Context, name: str, keep_example: bool = False, dry_run: bool = Fals
         return
     commit = project.apply(c, changes, text)
     print(project.next_steps(c, name, commit, keep_example))
+
+
+# -- Models: from a run to the registry's alias --------------------------------------------------------------------
+
+
+@task(
+    help={
+        "run": "The run whose model to promote: a run tag or results commit (default: the current branch's newest "
+        "run with results).",
+        "alias": "The MLflow alias to point at the run's model version: deployments load models:/<name>@<alias>.",
+        "fetch": "Fetch the remote's tags and branches first (--no-fetch: use what this clone has).",
+        "remote": "The git remote the runs are on.",
+        "dry_run": "Say which version would get the alias, and change nothing.",
+    }
+)
+def promote(
+    c: Context,
+    run: str = "",
+    alias: str = registry.DEFAULT_ALIAS,
+    fetch: bool = True,
+    remote: str = "origin",
+    dry_run: bool = False,
+) -> None:
+    """Point an MLflow alias (default champion) at the model version a run made, and print its models:/ URI."""
+    runner.at_root()
+    env = runner.pipeline_environment()
+    try:
+        registry.check_alias(alias)
+        if fetch and (reason := past_runs.fetch(c, remote)):
+            print(f"(Not fetched from {remote}: {reason}; using what this clone has.)")
+        chosen = _resolve(c, run, remote)
+        # Its results commit names the MLflow runs that made its outputs, the model's too when train was restored.
+        shared = registry.results_of(chosen, past_runs.listed(c, TAG_PREFIX, remote))
+        if shared is None:
+            raise registry.Refused(
+                f"Run {chosen.tag} has no results commit yet ({chosen.state}) — wait for its job to share them "
+                f"(`invoke runs --run {chosen.tag}` shows it), then promote it."
+            )
+        if shared.tag != chosen.tag:
+            print(f"{registry.borrowed(chosen, shared)}.")
+        client = registry.connect(env)  # a short-timeout check first: no four minutes of MLflow's retries
+        versions = registry.produced(client, shared, c, env)
+        with registry.speaking(env):
+            for version in versions:
+                held_by = registry.previous_holder(client, version.name, alias)
+                what = (
+                    f"{version.name} version {version.version} (MLflow run {version.run_id}; results "
+                    f"{shared.results[:12]} on {shared.where})"
+                )
+                if dry_run:
+                    print(f"Would point alias {alias!r} at {what}; it is on {_version(held_by)} now.")
+                    continue
+                registry.promote(client, version, alias, shared)  # tags the version with its results commit first
+                print(f"Alias {alias!r} now points at {what}; it was on {_version(held_by)}.")
+    except registry.Refused as exc:
+        raise Exit(str(exc), code=1) from None
+    if not dry_run:
+        print("\n".join(registry.uri(v.name, alias) for v in versions))  # last: what a deployment loads
+
+
+def _version(number: str | None) -> str:
+    return f"version {number}" if number else "no version"

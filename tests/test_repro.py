@@ -51,9 +51,12 @@ def test_repro_on_embedded_defaults_then_force(project, untouched_checkout):
     expected = {"git_commit": head, "git_dirty": "false", "stage": "evaluate", "mlflow.parentRunId": run_id}
     assert {k: evaluation.data.tags.get(k) for k in expected} == expected  # nested under the model's run
     assert evaluation.data.metrics["test_accuracy"] == accuracy
-    artifacts = Path(urlparse(run.info.artifact_uri).path)
-    assert artifacts.is_relative_to(project / "mlartifacts")
-    assert (artifacts / "model" / "model.json").read_bytes() == (project / "models/model.json").read_bytes()
+    assert Path(urlparse(run.info.artifact_uri).path).is_relative_to(project / "mlartifacts")
+    # The model MLflow loads (logged by the run, registered as a version) holds the DVC output's bytes.
+    (version,) = client.search_model_versions(f"run_id='{run_id}'")
+    model = Path(urlparse(client.get_logged_model(version.source.removeprefix("models:/")).artifact_location).path)
+    assert model.is_relative_to(project / "mlartifacts")
+    assert (model / "artifacts" / "model.json").read_bytes() == (project / "models/model.json").read_bytes()
 
     # Outputs, mlflow.db and mlartifacts are ignored: only dvc.lock is new (tag-run names it when it refuses).
     assert git("status", "--porcelain", cwd=project) == "?? dvc.lock"
@@ -169,8 +172,11 @@ def test_repro_logs_to_the_mlflow_server_and_s3(project, s3, mlflow_server, monk
 
     artifacts = urlparse(run.info.artifact_uri)
     assert (artifacts.scheme, artifacts.netloc) == ("s3", s3.mlflow_bucket)
-    key = f"{artifacts.path.strip('/')}/model/model.json"
-    assert key in s3.server.keys(s3.mlflow_bucket, artifacts.path.strip("/"))
+    (version,) = client.search_model_versions(f"run_id='{run.info.run_id}'")
+    model = urlparse(client.get_logged_model(version.source.removeprefix("models:/")).artifact_location)
+    assert (model.scheme, model.netloc) == ("s3", s3.mlflow_bucket)
+    key = f"{model.path.strip('/')}/artifacts/model.json"
+    assert key in s3.server.keys(s3.mlflow_bucket, model.path.strip("/"))
     body = s3.server.client().get_object(Bucket=s3.mlflow_bucket, Key=key)["Body"].read()
     assert body == (project / "models/model.json").read_bytes()
     # The server took the runs and S3 the artifacts: no embedded store was created.

@@ -245,8 +245,10 @@ def test_workflow_runs_the_loop_end_to_end(dev, origin, act, s3, remote, mlflow_
         assert (stage_run.data.tags["git_commit"], stage_run.data.tags["ci_run_url"]) == (tagged, CI_RUN)
     assert "train_accuracy" in run.data.metrics and "test_accuracy" in runs["evaluate"].data.metrics
     assert runs["evaluate"].data.tags["mlflow.parentRunId"] == run_id
-    prefix = run.info.artifact_uri.removeprefix(f"s3://{s3.mlflow_bucket}/")
-    assert f"{prefix}/model/model.json" in s3.server.keys(s3.mlflow_bucket, prefix)
+    (version,) = client.search_model_versions(f"run_id='{run_id}'")  # the model MLflow loads, registered
+    model = client.get_logged_model(version.source.removeprefix("models:/")).artifact_location
+    prefix = model.removeprefix(f"s3://{s3.mlflow_bucket}/")
+    assert f"{prefix}/artifacts/model.json" in s3.server.keys(s3.mlflow_bucket, prefix)
     recorded = json.dumps([run.data.tags, run.data.params]) + git("log", "-1", "--format=%B", results, cwd=origin)
     assert not any(secret in recorded for secret in SECRETS.values())
     # The job summary tells the tag, the metrics and where the results went.

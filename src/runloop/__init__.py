@@ -20,6 +20,7 @@ tasks.py tells what each command does, step by step; these modules hold what the
     pipeline         dvc.yaml/dvc.lock read directly; `dvc repro` as a process group, without DVC's reminders
     packages         this Python and its installed packages against Pipfile and Pipfile.lock
     mlflow_server    the MLflow tracking server asked over its REST API, with a short timeout
+    registry         the MLflow Model Registry seen from a run: its model versions, `invoke promote`
     services         throwaway moto S3, MLflow server and bare origin on loopback, for tests and rehearsals
     rehearsal        `nox -s workflow`: the workflow run by act as the runner would, against throwaway services
 

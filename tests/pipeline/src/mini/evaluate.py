@@ -6,7 +6,8 @@ import json
 import logging
 
 from src.mini import paths
-from src.mini.train import accuracy, probability
+from src.mini.model import probability
+from src.mini.train import accuracy
 from src.runloop import tracking
 from src.runloop.stage import load_params, run_stage
 

@@ -6,6 +6,7 @@ from src.runloop.environment import ROOT
 
 POINTS = Path("data/points.csv")
 MODEL = Path("models/model.json")
+MODEL_CODE = Path("src/mini/model.py")  # the model as MLflow loads it, logged with the weights
 TRAIN_METRICS = Path("metrics/train.json")
 EVALUATE_METRICS = Path("metrics/evaluate.json")
 ROC = Path("plots/roc.csv")
