@@ -150,18 +150,19 @@ def test_a_broken_settings_file_is_one_line(project):
 
 
 def test_skeleton_deps_follow_what_the_stage_imports(tmp_path):
-    assert skeleton.runloop_deps() == [f"src/runloop/{m}.py" for m in ("environment", "stage", "tracking")]
+    kept = ("environment", "machine", "stage", "tracking")
+    assert skeleton.runloop_deps() == [f"src/runloop/{m}.py" for m in kept]
     # A module the machinery's stage side starts to import becomes a dependency too.
     machinery = tmp_path / "src" / "runloop"
     machinery.mkdir(parents=True)
-    for module in ("environment", "stage", "tracking"):
+    for module in kept:
         (machinery / f"{module}.py").write_text((ROOT / "src/runloop" / f"{module}.py").read_text())
     tracking_py = machinery / "tracking.py"
     tracking_py.write_text(
         tracking_py.read_text().replace(
-            "from src.runloop import environment", "from src.runloop import environment, machine"
+            "from src.runloop import environment", "from src.runloop import clock, environment"
         )
     )
-    (machinery / "machine.py").write_text("import platform\nfrom src.runloop.environment import ROOT\n")
+    (machinery / "clock.py").write_text("import time\nfrom src.runloop.environment import ROOT\n")
 
-    assert "src/runloop/machine.py" in skeleton.runloop_deps(tmp_path)
+    assert "src/runloop/clock.py" in skeleton.runloop_deps(tmp_path)

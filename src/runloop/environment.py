@@ -34,8 +34,14 @@ _SECRET_PARAM = re.compile(_SECRETISH + "$", re.I)
 _URL_USERINFO = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/\s@'\"<>]+@", re.I)
 _TEXT_PARAM = re.compile(r"(?<![\w.-])([\w.-]*" + _SECRETISH + r"=)[^&#\s'\"<>,;)]+", re.I)
 # The tools' telemetry off for the project's own runs (MLflow reads its switch when it is imported), and no
-# "View run at <tracking URI>" lines from MLflow: a URI may carry credentials; tasks print redacted links.
-QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+# "View run at <tracking URI>" lines from MLflow: a URI may carry credentials; tasks print redacted links. No
+# progress bars from MLflow's artifact transfers either: in a CI log they are lines of noise per model logged.
+QUIET = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DVC_NO_ANALYTICS": "1",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
 
 
 def quiet() -> None:
