@@ -111,7 +111,8 @@ def _results_commits(c: Context, remote: str) -> dict[tuple[str, str], tuple[str
     sides = results_commit.SIDE_PREFIXES  # results/<tag>, or run-results/<tag> where a branch blocks that name
     kept = [f"--branches={side}*" for side in sides] + [f"--remotes={remote}/{side}*" for side in sides]
     branches = [f"--exclude={side}*" for side in sides] + ["--branches"]
-    branches += [f"--exclude={remote}/{side}*" for side in sides] + [f"--remotes={remote}"]
+    # origin/HEAD names no branch of its own: git would name it as where it found origin/main's results.
+    branches += [f"--exclude={remote}/{side}*" for side in sides] + [f"--exclude={remote}/HEAD", f"--remotes={remote}"]
     found: dict[tuple[str, str], tuple[str, str, str]] = {}
     for refs in (kept, branches):  # the second pass overwrites: the tag's branch wins
         fmt = "%x1e%H%x00%P%x00%S%x00%B"
