@@ -170,7 +170,8 @@ def _tag_sweep(
         try:
             run_tag.create_and_push(c, tag, text, remote, made)
         except Exit as exc:
-            left = f" Legs pushed (they run): {', '.join(pushed)}; the rest were not made." if pushed else ""
+            rest = "; ".join(later.label for later in legs[leg.number - 1 :])
+            left = f" Legs pushed (they run): {', '.join(pushed)}. Not made: {rest}." if pushed else ""
             raise Exit(f"{exc.message}{left}", code=1) from None
         pushed.append(tag)
         print(f"Tagged {made} (leg {leg.number}/{leg.count}: {leg.label}) as {tag} and pushed it to {remote}.")

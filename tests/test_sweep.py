@@ -118,6 +118,23 @@ def test_dry_run_prints_the_legs_and_changes_nothing(dev, origin):
     assert (refs(origin), local_tags(dev), git("count-objects", "-v", cwd=dev)) == (before, tags, objects)
 
 
+def test_a_refused_push_says_which_legs_run_and_which_were_not_made(dev, origin):
+    hook = origin / "hooks" / "pre-receive"
+    hook.write_text('#!/bin/sh\nwhile read old new ref; do case "$ref" in *-2) exit 1;; esac; done\n')
+    hook.chmod(0o755)
+
+    result = invoke(dev, "tag-run", "--set", "train.epochs=10,20,30")
+
+    assert result.returncode == 1, result.stdout
+    first = re.search(r" as (\S+) and pushed it to origin", result.stdout).group(1)
+    stem = first.removesuffix("-1")
+    assert f"Pushing tag {stem}-2 to origin failed" in result.stdout
+    assert f"Legs pushed (they run): {first}. Not made: train.epochs=20; train.epochs=30." in result.stdout
+    # The pushed leg is on origin and here; the refused one is in neither; the third was never made.
+    assert [t for t in local_tags(dev) if t.startswith(stem)] == [first]
+    assert [r for r in refs(origin) if r.startswith(f"refs/tags/{stem}")] == [f"refs/tags/{first}"]
+
+
 @pytest.mark.parametrize(
     ("sets", "message"),
     [

@@ -8,10 +8,13 @@ sweep there and keeps each leg's results on `results/<tag>`, so legs never race 
 
     parse(text, max_legs)                 one --set: DVC's -S grammar (a value, a comma list, range(), choice())
     plan(params_text, specs, max_legs)    the legs: keys and types checked, each leg's params.yaml written
+    edited(text, values)                  params.yaml with new values, every other byte kept
     commit(c, base, leg, message)         the leg's commit on `base`, made without touching the checkout
-    trailers(stem, leg)                   the lines a leg's tag annotation carries besides the branch
-    named(runs, name)                     a sweep's stem and its legs, from the runs `runs.listed` gives
-    table(legs, sort, ascending, ...)     `invoke runs --sweep`: swept params against metrics, the best marked
+    tag_names, taken, trailers            the legs' tags: names, a check that they are free, what they record
+    has_run(c, runs, base)                whether the base's stages are in DVC's run cache for the legs to restore
+    member(run), named(runs, name)        a run as a sweep's leg; a sweep's stem and its legs, from `runs.listed`
+    table(stem, legs, sort, ascending)    `invoke runs --sweep`: swept params against metrics, the best marked
+    adopt(c, best, remote)                the commands that bring the best leg's params onto its branch
 """
 
 from __future__ import annotations
@@ -289,7 +292,10 @@ def _node(root: Any, key: str) -> tuple[Any, Any, bool]:
     node, key_node, flow = root, None, False
     for part in key.split("."):
         flow = bool(getattr(node, "flow_style", False))
-        key_node, node = next((k, v) for k, v in node.value if k.value == part)
+        found = [(k, v) for k, v in node.value if k.value == part] if isinstance(node.value, list) else []
+        if not found:  # PyYAML found it through a merge key (<<: *defaults) or an alias
+            raise Refused(f"{key} is not written out in {PARAMS} (it comes from a merge or an alias) — set it by hand.")
+        key_node, node = found[-1]
     return key_node, node, flow
 
 
