@@ -406,7 +406,7 @@ def runs(
 @task(
     help={
         "a": "The run to look at: a run tag or results commit (default: the current branch's newest run with results).",
-        "b": "The run to compare it with (default: the run before A on its branch).",
+        "b": "The run to compare it with (default: the run before A on its branch; for a sweep's leg, its base).",
         "md": "Print Markdown tables.",
         "plots": "Also render both runs' plots into this directory (DVC's plots diff, an HTML page).",
         "fetch": "Fetch the remote's tags and branches first (--no-fetch: use what this clone has).",
@@ -422,10 +422,11 @@ def compare(
     if fetch and (reason := past_runs.fetch(c, remote)):
         print(f"(Not fetched from {remote}: {reason}; comparing what this clone has.)")
     new = _resolve(c, a, remote)
+    listed = past_runs.listed(c, TAG_PREFIX, remote)
     old = (
         _resolve(c, b, remote)
         if b
-        else past_runs.previous(past_runs.listed(c, TAG_PREFIX, remote), new.tag, new.branch)
+        else sweeps.base_run(c, listed, new) or past_runs.previous(listed, new.tag, new.branch)
     )
     if old is None:
         raise Exit(f"No run before {new.tag} on {new.branch} has results — name one with -b RUN.", code=1)

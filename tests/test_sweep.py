@@ -328,6 +328,10 @@ def test_sweep_legs_run_on_the_runner_and_restore_what_they_share(dev, origin, a
         "results"
     ] * 3
     assert re.search(rf"^  \*  \d/3  {re.escape(best)} ", table, re.MULTILINE), table
+    # compare holds a leg against the sweep's base run.
+    compared = invoke(dev, "compare", "-a", legs[0]).stdout
+    assert f" = {base}\n" in compared and f" = {legs[0]}\n" in compared, compared
+    assert re.search(r"train\.epochs +60 +20", compared), compared
 
     # 2. A sweep over evaluate.threshold after the base run: only evaluate executes in each leg.
     _, legs, _ = sweep(dev, "--set", "evaluate.threshold=0.3,0.7", "--name", "th")

@@ -13,6 +13,7 @@ sweep there and keeps each leg's results on `results/<tag>`, so legs never race 
     tag_names, taken, trailers            the legs' tags: names, a check that they are free, what they record
     has_run(c, runs, base)                whether the base's stages are in DVC's run cache for the legs to restore
     member(run), named(runs, name)        a run as a sweep's leg; a sweep's stem and its legs, from `runs.listed`
+    base_run(c, runs, leg)                the run of the sweep's base: what `invoke compare` holds a leg against
     table(stem, legs, sort, ascending)    `invoke runs --sweep`: swept params against metrics, the best marked
     adopt(c, best, remote)                the commands that bring the best leg's params onto its branch
 """
@@ -464,6 +465,14 @@ def member(r: Any) -> Member | None:
     if not found[SWEEP] or not leg:
         return None
     return Member(r, found[SWEEP], int(leg.group(1)), int(leg.group(2)), values)
+
+
+def base_run(c: Context, listed: list[Any], r: Any) -> Any:
+    """For a sweep's leg, the run of the sweep's base (the leg's parent) that has results; else None."""
+    if member(r) is None:
+        return None
+    base = git(c, "rev-parse", "--verify", "--quiet", f"{r.commit}^")
+    return next((x for x in listed if base in (x.commit, x.results) and x.results and not member(x)), None)
 
 
 def named(listed: list[Any], name: str) -> tuple[str, list[Member]]:
