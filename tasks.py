@@ -1,12 +1,14 @@
 """The run loop: tag a commit, reproduce the pipeline on the runner, commit and push its results.
 
     invoke tag-run   tag HEAD as a run and push only that tag; the tag starts the workflow on the runner
+                     (--set KEY=VALUES: a sweep, one run per combination of values, on the runner pool)
     invoke repro     (on the runner) run the DVC pipeline; the stages log to MLflow
     invoke share     (on the runner) push the data, commit dvc.lock as "<subject>-results", push the commit
     invoke init      (once) make a clone of the template your project: its name everywhere, a pipeline skeleton
     invoke runs      the runs and their state; one run's whole chain (--run); which run made a file (--find)
     invoke compare   two runs' params and metrics side by side (DVC's own diffs)
     invoke promote   point an MLflow alias (champion) at the model version a run made: models:/<name>@champion
+    invoke watch     follow runs (or a sweep's legs) until their results are on the remote
 
 `nox -s reproduce` recomputes a past run in isolation (src/runloop/reproduction.py).
 
@@ -43,6 +45,8 @@ from src.runloop import (
     tracking,
 )
 from src.runloop import runs as past_runs
+from src.runloop import sweep as sweeps
+from src.runloop import watch as watching
 from src.runloop.commands import git
 
 # Run tags are "run-<the project's name>-…", the name being invoke.yaml's (`invoke init NAME` sets it there and in
@@ -87,27 +91,99 @@ def repro(c: Context, pull: bool = True, force: bool = False, dry_run: bool = Fa
 
 
 @task(
+    iterable=["set_"],
     help={
-        "name": "A label to add to the generated tag name (letters, digits, '.', '_', '-').",
+        "name": "A label to add to the generated tag name (letters, digits, '.', '_', '-'); with --set, the sweep's.",
         "message": "The tag's annotation: what this run is for.",
         "remote": "The git remote the runner watches.",
+        "set_": "KEY=VALUES: a run with params.yaml's KEY set to each value (a value, a comma list, range(start, stop, "
+        "step)); repeat for the Cartesian product. Each leg is a commit of its own, tagged and pushed alone.",
+        "max_legs": f"Refuse a sweep of more legs than this (default {sweeps.MAX_LEGS}).",
+        "wait": "Then follow the run(s) until their results are on the remote, as `invoke watch` does.",
+        "timeout": "With --wait: give up after this many seconds (exit 2).",
         "dry_run": "Print what would be done and change nothing.",
-    }
+    },
 )
-def tag_run(c: Context, name: str = "", message: str = "", remote: str = "origin", dry_run: bool = False) -> None:
-    """Tag HEAD as a run and push only that tag, which starts the pipeline on the runner."""
+def tag_run(
+    c: Context,
+    name: str = "",
+    message: str = "",
+    remote: str = "origin",
+    set_: list[str] | None = None,
+    max_legs: int = sweeps.MAX_LEGS,
+    wait: bool = False,
+    timeout: float = watching.TIMEOUT,
+    dry_run: bool = False,
+) -> None:
+    """Tag HEAD as a run and push only that tag, which starts the pipeline on the runner (--set: a sweep)."""
     runner.at_root()
     run_tag.check_label(name)
     branch, commit, remote_url = run_tag.check_head_is_pushed(c, remote)
-    tag = run_tag.name(TAG_PREFIX, branch, datetime.now(UTC).strftime("%Y%m%d-%H%M%S"), name)
-    run_tag.check_new(c, tag, remote)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    if set_:
+        tags = _tag_sweep(c, set_, name, message, remote, branch, commit, stamp, max_legs, dry_run)
+    else:
+        tags = [run_tag.name(TAG_PREFIX, branch, stamp, name)]
+        run_tag.check_new(c, tags[0], remote)
+        if dry_run:
+            print(f"Would tag {commit} ({branch}) as {tags[0]} and push only that tag to {remote}.")
+        else:
+            run_tag.create_and_push(c, tags[0], run_tag.annotation(message or f"Run {tags[0]}", branch), remote)
+            print(f"Tagged {commit} ({branch}) as {tags[0]} and pushed it to {remote}.")
     if dry_run:
-        print(f"Would tag {commit} ({branch}) as {tag} and push only that tag to {remote}.")
         return
-    run_tag.create_and_push(c, tag, run_tag.annotation(message or f"Run {tag}", branch), remote)
-    print(f"Tagged {commit} ({branch}) as {tag} and pushed it to {remote}.")
     url = run_tag.actions_url(remote_url, WORKFLOW.name)
     print(f"Watch the run: {url}" if url else f"The runner watching {remote} picks it up ({WORKFLOW}).")
+    if wait:
+        _follow(c, tags, "", remote, timeout, watching.INTERVAL)
+
+
+def _tag_sweep(
+    c: Context,
+    sets: list[str],
+    label: str,
+    message: str,
+    remote: str,
+    branch: str,
+    base: str,
+    stamp: str,
+    max_legs: int,
+    dry_run: bool,
+) -> list[str]:
+    """A leg per combination of the --set values: a commit on `base` changing only params.yaml, tagged and pushed
+    alone (GitHub starts no workflow for a push of more than three tags); its results go to results/<tag>."""
+    try:
+        specs = [sweeps.parse(text, max_legs) for text in sets]
+        legs = sweeps.plan(git(c, "show", f"{base}:{sweeps.PARAMS}") or "", specs, max_legs)
+    except sweeps.Refused as exc:
+        raise Exit(str(exc), code=1) from None
+    label = label or sweeps.DEFAULT_LABEL
+    stem = run_tag.name(TAG_PREFIX, branch, stamp, label)
+    tags = sweeps.tag_names(stem, len(legs))
+    if taken := sweeps.taken(c, tags, remote):
+        raise Exit(f"Tag {taken[0]!r} already exists — wait a second or pass another --name.", code=1)
+    if not sweeps.has_run(c, past_runs.listed(c, TAG_PREFIX, remote), base):
+        print(sweeps.COLD.format(base=base[:12]))
+    if dry_run:
+        print(f"Would make sweep {stem}: {len(legs)} leg(s) on {base[:12]} ({branch}), each a commit that changes only")
+        print(f"{sweeps.PARAMS}, its tag pushed alone to {remote}:")
+        print("\n".join(f"  {tag}  {leg.label}" for leg, tag in zip(legs, tags, strict=True)))
+        return tags
+    pushed: list[str] = []
+    for leg, tag in zip(legs, tags, strict=True):
+        made = sweeps.commit(c, base, leg, sweeps.message(leg, label))
+        about = message or f"Leg {leg.number}/{leg.count} of sweep {stem}"
+        text = run_tag.annotation(about, branch, sweeps.trailers(stem, leg))
+        try:
+            run_tag.create_and_push(c, tag, text, remote, made)
+        except Exit as exc:
+            rest = "; ".join(later.label for later in legs[leg.number - 1 :])
+            left = f" Legs pushed (they run): {', '.join(pushed)}. Not made: {rest}." if pushed else ""
+            raise Exit(f"{exc.message}{left}", code=1) from None
+        pushed.append(tag)
+        print(f"Tagged {made} (leg {leg.number}/{leg.count}: {leg.label}) as {tag} and pushed it to {remote}.")
+    print(f"Each leg's results go to results/<its tag>; compare the legs: invoke runs --sweep {stem}")
+    return tags
 
 
 @task(
@@ -285,6 +361,9 @@ def doctor(
         "json": "Print JSON instead of a table.",
         "fetch": "Fetch the remote's tags and branches first (--no-fetch: use what this clone has).",
         "find": "Which run(s) made this: an output file, a content hash (md5) or an MLflow run id.",
+        "sweep": "A sweep (its name, or the label tag-run gave it): its legs' params against their metrics.",
+        "sort": "With --sweep: the metric to rank the legs by (`key` or `file:key`; default: the headline metric).",
+        "ascending": "With --sweep: lower is better (a loss, an error).",
         "remote": "The git remote the runs are on.",
     }
 )
@@ -296,6 +375,9 @@ def runs(
     json: bool = False,
     fetch: bool = True,
     find: str = "",
+    sweep: str = "",
+    sort: str = "",
+    ascending: bool = False,
     remote: str = "origin",
 ) -> None:
     """List the runs, newest first, with their state; or one run's whole chain (--run), or what made a file (--find)."""
@@ -303,6 +385,15 @@ def runs(
     if fetch and (reason := past_runs.fetch(c, remote)):
         print(f"(Not fetched from {remote}: {reason}; showing what this clone has.)")
     listed = past_runs.listed(c, TAG_PREFIX, remote)
+    if sweep:
+        try:
+            stem, legs = sweeps.named(listed, sweep)
+            text, best = sweeps.table(stem, legs, sort, ascending)
+        except sweeps.Refused as exc:
+            raise Exit(str(exc), code=1) from None
+        adopt = f"\n\n{sweeps.adopt(c, best, remote)}" if best else ""
+        print(past_runs.as_json([leg.run for leg in legs]) if json else text + adopt)
+        return
     if run:
         chosen, env = _resolve(c, run, remote), runner.pipeline_environment()
         if dvc_remote.configured(env):  # the chain says which outputs the remote holds
@@ -331,7 +422,7 @@ def runs(
 @task(
     help={
         "a": "The run to look at: a run tag or results commit (default: the current branch's newest run with results).",
-        "b": "The run to compare it with (default: the run before A on its branch).",
+        "b": "The run to compare it with (default: the run before A on its branch; for a sweep's leg, its base).",
         "md": "Print Markdown tables.",
         "plots": "Also render both runs' plots into this directory (DVC's plots diff, an HTML page).",
         "fetch": "Fetch the remote's tags and branches first (--no-fetch: use what this clone has).",
@@ -347,10 +438,11 @@ def compare(
     if fetch and (reason := past_runs.fetch(c, remote)):
         print(f"(Not fetched from {remote}: {reason}; comparing what this clone has.)")
     new = _resolve(c, a, remote)
+    listed = past_runs.listed(c, TAG_PREFIX, remote)
     old = (
         _resolve(c, b, remote)
         if b
-        else past_runs.previous(past_runs.listed(c, TAG_PREFIX, remote), new.tag, new.branch)
+        else sweeps.base_run(c, listed, new) or past_runs.previous(listed, new.tag, new.branch)
     )
     if old is None:
         raise Exit(f"No run before {new.tag} on {new.branch} has results — name one with -b RUN.", code=1)
@@ -468,3 +560,45 @@ def promote(
 
 def _version(number: str | None) -> str:
     return f"version {number}" if number else "no version"
+
+
+# -- Following runs -------------------------------------------------------------------------------------------------
+
+
+@task(
+    iterable=["run"],
+    help={
+        "run": "A run to follow (its tag); repeat for several. Default: the branch's newest run, or its sweep's legs.",
+        "sweep": "Follow every leg of this sweep (its name, or the label tag-run gave it).",
+        "timeout": f"Give up after this many seconds (exit 2; default {watching.TIMEOUT:g}).",
+        "interval": f"Seconds between two looks at the remote and GitHub's API (default {watching.INTERVAL:g}).",
+        "remote": "The git remote the results are pushed to.",
+    },
+)
+def watch(
+    c: Context,
+    run: list[str] | None = None,
+    sweep: str = "",
+    timeout: float = watching.TIMEOUT,
+    interval: float = watching.INTERVAL,
+    remote: str = "origin",
+) -> None:
+    """Follow runs until their results are on the remote: a status line each, then their metrics (exit 0, 1, 2)."""
+    runner.at_root()
+    _follow(c, run or [], sweep, remote, timeout, interval)
+
+
+def _follow(c: Context, specs: list[str], sweep: str, remote: str, timeout: float, interval: float) -> None:
+    """Exit 0 once every run's results landed (printing them), 1 at a failure, 2 at the timeout or for no run."""
+    env = runner.pipeline_environment()  # GH_TOKEN may come from .env
+    if reason := past_runs.fetch(c, remote):
+        print(f"(Not fetched from {remote}: {reason}; following what this clone has.)")
+    try:
+        chosen = watching.chosen(c, TAG_PREFIX, past_runs.listed(c, TAG_PREFIX, remote), specs, sweep, remote)
+    except (past_runs.RunNotFound, sweeps.Refused) as exc:
+        raise Exit(str(exc), code=watching.TIMED_OUT) from None
+    tags = [r.tag for r in chosen]
+    code, said = watching.follow(c, TAG_PREFIX, tags, remote, timeout, interval, env)
+    if code != watching.LANDED:
+        raise Exit(said, code=code)
+    print(f"\n{watching.outcome(c, TAG_PREFIX, tags, remote)}")

@@ -9,7 +9,10 @@ tasks.py tells what each command does, step by step; these modules hold what the
     project          the project's name (invoke.yaml) and every file that repeats it; `invoke init`
     skeleton         the one-stage pipeline `invoke init` puts in place of the example
     runner           what a run needs on the CI runner: settings, Python, the pipeline's environment
-    run_tag          run tags: their names, the branch recorded in them, where to watch them
+    run_tag          run tags: their names, the branch (and sweep) recorded in them, where to watch them
+    sweep            sweeps: --set's grammar, the legs and their commits (params.yaml edited in place), the table
+    watch            following runs until their results land: a status line each, exit 0 / 1 / 2
+    actions_api      GitHub's Actions REST API, read only: a tag's workflow run, its step, how it ended
     dvc_remote       the DVC remote: is one configured, its machine-specific settings, a probe of its bucket
     results_commit   the "<subject>-results" commit: what it holds, its message, its branch, pushing it safely
     dvc_repo         DVC asked in-process, its repository opened once: status, outputs, metrics, diffs, push

@@ -65,8 +65,8 @@ def existing(c: Context, remote: str, tag: str, commit: str) -> str | None:
 def pick_branch(c: Context, remote: str, tag: str, commit: str, requested: str) -> tuple[str | None, str]:
     """The branch the results belong on, or None and why there is no clear one.
 
-    --branch wins; else the branch tag-run recorded in the tag; else the only remote branch that contains the
-    commit; else the only one whose tip is the commit.
+    --branch wins; a sweep's leg has none (its results go to results/<tag>); else the branch tag-run recorded in
+    the tag; else the only remote branch that contains the commit; else the only one whose tip is the commit.
     """
     refs = git(c, "for-each-ref", "--contains", commit, "--format=%(refname)", f"refs/remotes/{remote}/") or ""
     candidates = [
@@ -79,6 +79,8 @@ def pick_branch(c: Context, remote: str, tag: str, commit: str, requested: str) 
         if requested not in candidates:
             raise Exit(f"--branch {requested!r} on {remote} does not contain {commit[:12]} — use one of: {listed}.")
         return requested, ""
+    if sweep := run_tag.sweep_of(c, tag):  # legs run side by side: none may race its siblings or the branch
+        return None, f"{tag} is a leg of sweep {sweep}, whose legs keep their results apart"
     hint = run_tag.branch_of(c, tag)
     if hint in candidates:
         return hint, ""

@@ -1,4 +1,4 @@
-"""Run tags: the name `invoke tag-run` gives a run, the branch its annotation records, where to watch it."""
+"""Run tags: the name `invoke tag-run` gives a run, the branch (and sweep) its annotation records, where to watch it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import re
 import shlex
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from invoke import Context, Exit
 
@@ -27,17 +27,27 @@ def name(prefix: str, branch: str, stamp: str, label: str = "") -> str:
     return "-".join([prefix, slug(branch), stamp, *([label] if label else [])])
 
 
-def annotation(message: str, branch: str) -> str:
-    """The tag's message; the branch goes in it so `share` knows where the results belong."""
-    return f"{message}\n\nBranch: {branch}\n"
+def annotation(message: str, branch: str, lines: Iterable[tuple[str, str]] = ()) -> str:
+    """The tag's message; the branch goes in it so `share` knows where the results belong (a sweep's leg also
+    records its sweep, `lines`, so that share keeps its results apart)."""
+    return f"{message}\n\n" + "".join(f"{key}: {value}\n" for key, value in lines) + f"Branch: {branch}\n"
 
 
 def branch_of(c: Context, tag: str) -> str | None:
     """The branch `invoke tag-run` recorded in the tag's annotation."""
+    return _recorded(c, tag, "Branch")
+
+
+def sweep_of(c: Context, tag: str) -> str | None:
+    """The sweep `invoke tag-run --set` recorded in a leg's tag annotation (None: the tag is no sweep's leg)."""
+    return _recorded(c, tag, "Sweep")
+
+
+def _recorded(c: Context, tag: str, key: str) -> str | None:
     if git(c, "cat-file", "-t", f"refs/tags/{tag}") != "tag":
         return None
     body = git(c, "cat-file", "-p", f"refs/tags/{tag}") or ""
-    names = re.findall(r"^Branch: (\S+)$", body.partition("\n\n")[2], flags=re.MULTILINE)
+    names = re.findall(rf"^{key}: (\S+)$", body.partition("\n\n")[2], flags=re.MULTILINE)
     return names[-1] if names else None
 
 
@@ -115,12 +125,12 @@ def check_new(c: Context, tag: str, remote: str) -> None:
         raise Exit(f"Tag {tag!r} already exists — wait a second or pass another --name.", code=1)
 
 
-def create_and_push(c: Context, tag: str, text: str, remote: str) -> None:
-    """Create the annotated tag and push only it; a failed push removes the local tag again."""
+def create_and_push(c: Context, tag: str, text: str, remote: str, commit: str = "HEAD") -> None:
+    """Create the annotated tag of `commit` and push only it; a failed push removes the local tag again."""
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write(text)
     try:
-        must(c, "Creating the tag", "git", "tag", "--annotate", "--cleanup=verbatim", "--file", f.name, tag)
+        must(c, "Creating the tag", "git", "tag", "--annotate", "--cleanup=verbatim", "--file", f.name, tag, commit)
     finally:
         os.unlink(f.name)
     pushed = run(c, "git", "push", "--quiet", remote, f"refs/tags/{tag}")

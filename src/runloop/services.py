@@ -31,6 +31,7 @@ SCRUB_NAMES = (
     "CI",
     "ACCESS_TOKEN",
     "ACCESS_TOKEN_SET",
+    "GH_TOKEN",  # the GitHub CLI's and `invoke watch`'s token: a throwaway run asks no real GitHub
     "RUN_TAG",
     "XDG_CONFIG_HOME",
     "XDG_CACHE_HOME",

@@ -1,0 +1,188 @@
+"""GitHub's Actions REST API, read only: the workflow run a run tag started, the step it is at, how it ended.
+
+    token(env)                        GH_TOKEN, else GITHUB_TOKEN: sent in one request header, never printed
+    repository(env, remote_url)       owner/name: GITHUB_REPOSITORY, else the remote's GitHub URL
+    connect(env, remote_url)          an `Api`, or None and why not (no token, no GitHub repository)
+    Api.progress(sha, tag)            where the tag's workflow run is: not started, queued, running (step), done
+
+A tag's run is found as GitHub documents it: `GET /repos/{owner}/{repo}/actions/runs?head_sha=<the tagged commit's
+full SHA>&event=push`, then the run whose `head_branch` is the tag (another tag of the same commit has runs too);
+its steps come from `GET /repos/{owner}/{repo}/actions/runs/{run_id}/jobs`. The base URL is `GITHUB_API_URL` when
+set (GitHub sets it on runners; GitHub Enterprise has its own), else https://api.github.com.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from src.runloop import environment
+
+API_URL = "https://api.github.com"
+VERSION = "2022-11-28"  # the REST API version the responses read here are documented for
+TIMEOUT = 15.0
+LOW_RATE = 10  # requests left in the hour below which the API is left alone (git keeps following)
+NOT_STARTED, QUEUED, RUNNING, SUCCEEDED, FAILED = "not started", "queued", "running", "succeeded", "failed"
+_QUEUED = {"requested", "queued", "pending", "waiting"}
+
+
+class ApiError(Exception):
+    """The API did not answer as documented; the message is one line, without the token."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a tag's workflow run is: its state, the step in progress (or the failed one), its page."""
+
+    state: str
+    step: str = ""
+    url: str = ""
+
+
+def token(env: Mapping[str, str]) -> str | None:
+    return environment.env_value("GH_TOKEN", env) or environment.env_value("GITHUB_TOKEN", env)
+
+
+def repository(env: Mapping[str, str], remote_url: str | None) -> str | None:
+    """owner/name of the repository: GITHUB_REPOSITORY, else the remote's URL on github.com."""
+    if named := environment.env_value("GITHUB_REPOSITORY", env):
+        return named
+    match = re.match(
+        r"^(?:https://(?:[^@/]+@)?github\.com/|git@github\.com:|ssh://git@github\.com/)([\w.-]+/[\w.-]+?)(?:\.git)?/?$",
+        remote_url or "",
+    )
+    return match.group(1) if match else None
+
+
+def connect(env: Mapping[str, str], remote_url: str | None) -> tuple[Api | None, str]:
+    """The API for this repository, or None and why it is not used."""
+    secret = token(env)
+    if not secret:
+        return None, "no GH_TOKEN or GITHUB_TOKEN is set, so a failed job shows only as the timeout"
+    repo = repository(env, remote_url)
+    if not repo:
+        return None, "the remote is not on github.com and GITHUB_REPOSITORY is not set: no repository to ask about"
+    base = environment.env_value("GITHUB_API_URL", env) or API_URL
+    if not base.startswith(("https://", "http://")):
+        return None, f"GITHUB_API_URL {base!r} is not an http(s) URL"
+    return Api(base, repo, secret), ""
+
+
+class Api:
+    """Read-only requests to the Actions API of one repository."""
+
+    def __init__(self, base: str, repo: str, secret: str) -> None:
+        self.base = base.rstrip("/")
+        self.repo = repo
+        self._token = secret
+
+    def __repr__(self) -> str:  # never the token
+        return f"Api({self.base!r}, {self.repo!r})"
+
+    def get(self, path: str, query: Mapping[str, str] | None = None) -> Any:
+        """The JSON GitHub answers for GET `path`; ApiError (one line, no token) for anything else."""
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        url = f"{self.base}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        request = urllib.request.Request(  # noqa: S310 - connect() lets only http(s) base URLs through
+            url,
+            headers={
+                "Accept": "application/vnd.github+json",
+                "Authorization": f"Bearer {self._token}",
+                "X-GitHub-Api-Version": VERSION,
+                "User-Agent": "runloop-watch",
+            },
+        )
+        try:
+            with _opener().open(request, timeout=TIMEOUT) as response:
+                left = response.headers.get("X-RateLimit-Remaining")
+                body = response.read()
+        except urllib.error.HTTPError as exc:
+            said = _message(exc.read())
+            raise ApiError(self._clean(f"GitHub's API answered {exc.code} {said or exc.reason} for {path}")) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ApiError(self._clean(f"GitHub's API at {self.base} could not be reached ({reason})")) from None
+        if left is not None and left.isdigit() and int(left) < LOW_RATE:
+            raise ApiError(f"GitHub's API rate limit is nearly used up ({left} requests left this hour)")
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise ApiError(f"GitHub's API answered {path} with something that is not JSON") from None
+
+    def _clean(self, text: str) -> str:
+        return environment.one_line(environment.scrub(text, secrets=[self._token]))
+
+    def run_for(self, sha: str, tag: str) -> dict | None:
+        """The newest workflow run the push of `tag` (at commit `sha`, in full) started, or None yet."""
+        found = self.get(f"/repos/{self.repo}/actions/runs", {"head_sha": sha, "event": "push", "per_page": "100"})
+        runs = [r for r in (found or {}).get("workflow_runs") or [] if isinstance(r, dict)]
+        mine = [r for r in runs if r.get("head_branch") == tag and r.get("head_sha") == sha]
+        return max(mine, key=lambda r: (r.get("run_attempt") or 0, r.get("id") or 0), default=None)
+
+    def jobs(self, run_id: int) -> list[dict]:
+        found = self.get(f"/repos/{self.repo}/actions/runs/{int(run_id)}/jobs", {"filter": "latest"})
+        return [j for j in (found or {}).get("jobs") or [] if isinstance(j, dict)]
+
+    def progress(self, sha: str, tag: str) -> Progress:
+        """Where the workflow run of `tag` is now."""
+        found = self.run_for(sha, tag)
+        if found is None:
+            return Progress(NOT_STARTED)
+        url = str(found.get("html_url") or "")
+        status, conclusion = found.get("status"), found.get("conclusion")
+        if status in _QUEUED:
+            return Progress(QUEUED, str(status), url)
+        if status == "completed" and conclusion == "success":
+            return Progress(SUCCEEDED, "", url)
+        jobs = self.jobs(found["id"]) if "id" in found else []
+        if status == "completed":
+            return Progress(FAILED, _failed_step(jobs, str(conclusion)), url)
+        return Progress(RUNNING, _current_step(jobs), url)
+
+
+def _current_step(jobs: list[dict]) -> str:
+    for job in jobs:
+        if job.get("status") == "in_progress":
+            steps = job.get("steps") or []
+            step = next((s for s in steps if s.get("status") == "in_progress"), None)
+            return f"step {step.get('name')!r}" if step else f"job {job.get('name')!r}"
+    return "starting"
+
+
+def _failed_step(jobs: list[dict], conclusion: str) -> str:
+    for job in jobs:
+        if job.get("conclusion") not in (None, "success", "skipped"):
+            steps = job.get("steps") or []
+            step = next((s for s in steps if s.get("conclusion") not in (None, "success", "skipped")), None)
+            if step:
+                return f"step {step.get('name')!r} ({step.get('conclusion')}) of job {job.get('name')!r}"
+            return f"job {job.get('name')!r} ({job.get('conclusion')})"
+    return f"the run ended {conclusion}"
+
+
+def _message(body: bytes) -> str:
+    try:
+        said = json.loads(body).get("message", "")
+    except (ValueError, AttributeError):
+        return ""
+    return f"({said})" if said else ""
+
+
+def _opener() -> Any:
+    """urllib's opener, following a redirect only to the same scheme and host: the token goes nowhere else."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    class SameHost(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            if urlsplit(req.full_url)[:2] != urlsplit(newurl)[:2]:
+                return None  # urllib raises the redirect as an HTTPError instead
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    return urllib.request.build_opener(SameHost())

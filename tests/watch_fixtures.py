@@ -1,0 +1,208 @@
+"""A local stand-in for GitHub's Actions REST API that replays documented responses, for `invoke watch` tests.
+
+It answers the two endpoints watch reads, in the shapes GitHub documents them ("List workflow runs for a
+repository" and "List jobs for a workflow run", API version 2022-11-28): a tag's run goes through the phases a
+test scripts (queued → in_progress at a step → completed success or failure), one phase per look. It checks what
+GitHub checks (the bearer token; the head_sha and event filters) and records every request it gets.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import yaml
+
+import tasks
+
+REPOSITORY = "example-org/mlproj"
+WEB = f"https://github.com/{REPOSITORY}"
+API = f"https://api.github.com/repos/{REPOSITORY}"
+STAMP = "2026-11-28T10:00:00Z"
+ABSENT = "absent"  # a phase in which GitHub lists no run for the tag yet
+# The workflow's step names, as the Actions API reports them (GitHub adds "Set up job" and "Complete job").
+STEPS = [
+    "Set up job",
+    *(s["name"] for s in next(iter(yaml.safe_load(Path(tasks.WORKFLOW).read_text())["jobs"].values()))["steps"]),
+    "Complete job",
+]
+
+
+@dataclass
+class Phase:
+    """What a run looks like at one look: its status and conclusion, and the step in progress or that failed."""
+
+    status: str
+    conclusion: str | None = None
+    step: str | None = None
+    then: Callable[[], None] | None = None  # run once, when this phase is first served (e.g. share's push)
+
+
+@dataclass
+class Scripted:
+    """A workflow run of one tag, through its phases."""
+
+    run_id: int
+    sha: str
+    tag: str
+    phases: list[Phase]
+    current: int = -1  # the phase the last list of runs showed
+
+    def look(self) -> dict | None:
+        """The run as a list of runs shows it (None while "absent"): the next phase, the last one staying."""
+        self.current = min(self.current + 1, len(self.phases) - 1)
+        phase = self.phase()
+        shown = self.run() if phase.status != ABSENT else None
+        if phase.then:
+            phase.then()
+            phase.then = None
+        return shown
+
+    def phase(self) -> Phase:
+        return self.phases[max(self.current, 0)]
+
+    def run(self) -> dict:
+        phase = self.phase()
+        return {
+            "id": self.run_id,
+            "name": "Run example pipeline",
+            "node_id": f"WFR_{self.run_id}",
+            "head_branch": self.tag,
+            "head_sha": self.sha,
+            "path": ".github/workflows/github_actions_pipeline.yml",
+            "display_title": self.tag,
+            "run_number": self.run_id,
+            "event": "push",
+            "status": phase.status,
+            "conclusion": phase.conclusion,
+            "workflow_id": 161335,
+            "check_suite_id": 42 + self.run_id,
+            "url": f"{API}/actions/runs/{self.run_id}",
+            "html_url": f"{WEB}/actions/runs/{self.run_id}",
+            "created_at": STAMP,
+            "updated_at": STAMP,
+            "run_attempt": 1,
+            "run_started_at": STAMP,
+            "jobs_url": f"{API}/actions/runs/{self.run_id}/jobs",
+            "logs_url": f"{API}/actions/runs/{self.run_id}/logs",
+            "head_commit": {"id": self.sha, "tree_id": self.sha, "message": "A run", "timestamp": STAMP},
+            "repository": {"id": 1296269, "full_name": REPOSITORY},
+        }
+
+    def jobs(self) -> dict:
+        phase = self.phase()
+        at = STEPS.index(phase.step) if phase.step else (len(STEPS) if phase.status == "completed" else -1)
+        steps = []
+        for number, name in enumerate(STEPS, start=1):
+            if number - 1 < at:
+                status, conclusion = "completed", "success"
+            elif number - 1 == at:
+                status, conclusion = ("completed", phase.conclusion) if phase.status == "completed" else (
+                    "in_progress", None)  # fmt: skip
+            else:
+                status, conclusion = ("completed", "skipped") if phase.status == "completed" else ("queued", None)
+            steps.append({"name": name, "status": status, "conclusion": conclusion, "number": number,
+                          "started_at": STAMP if status != "queued" else None,
+                          "completed_at": STAMP if status == "completed" else None})  # fmt: skip
+        job = {
+            "id": 100 + self.run_id,
+            "run_id": self.run_id,
+            "run_url": f"{API}/actions/runs/{self.run_id}",
+            "run_attempt": 1,
+            "node_id": f"CR_{self.run_id}",
+            "head_sha": self.sha,
+            "head_branch": self.tag,
+            "url": f"{API}/actions/jobs/{100 + self.run_id}",
+            "html_url": f"{WEB}/actions/runs/{self.run_id}/job/{100 + self.run_id}",
+            "status": "queued" if phase.status == "queued" else phase.status,
+            "conclusion": phase.conclusion,
+            "created_at": STAMP,
+            "started_at": STAMP,
+            "completed_at": STAMP if phase.status == "completed" else None,
+            "name": "Reproduce and share results",
+            "steps": steps if phase.status != "queued" else [],
+            "check_run_url": f"{API}/check-runs/{100 + self.run_id}",
+            "labels": ["self-hosted", "igz", "cpu"],
+            "runner_id": 1,
+            "runner_name": "runner-1",
+            "runner_group_id": 1,
+            "runner_group_name": "Default",
+            "workflow_name": "Run example pipeline",
+        }
+        return {"total_count": 1, "jobs": [job]}
+
+
+@dataclass
+class Replay:
+    """The server's state: the token it accepts, the scripted runs, and every request it got."""
+
+    token: str
+    url: str = ""
+    runs: list[Scripted] = field(default_factory=list)
+    requests: list[dict] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def script(self, sha: str, tag: str, *phases: Phase) -> Scripted:
+        scripted = Scripted(len(self.runs) + 1, sha, tag, list(phases))
+        self.runs.append(scripted)
+        return scripted
+
+    def answer(self, path: str, query: dict[str, list[str]], authorization: str) -> tuple[int, dict]:
+        if authorization != f"Bearer {self.token}":
+            return 401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}
+        prefix = f"/repos/{REPOSITORY}/actions/runs"
+        if path == prefix:
+            sha, event = query.get("head_sha", [""])[0], query.get("event", [""])[0]
+            looked = [r.look() for r in self.runs if r.sha == sha and event == "push"]
+            runs = [run for run in looked if run]
+            return 200, {"total_count": len(runs), "workflow_runs": runs}
+        if path.startswith(f"{prefix}/") and path.endswith("/jobs"):
+            run_id = int(path.removeprefix(f"{prefix}/").removesuffix("/jobs"))
+            r = next((r for r in self.runs if r.run_id == run_id), None)
+            if r is None:
+                return 404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}
+            return 200, r.jobs()
+        return 404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}
+
+
+@pytest.fixture
+def replay() -> Iterator[Replay]:
+    """The replaying API on a free loopback port, stopped after the test."""
+    state = Replay(token=f"ghp_{uuid.uuid4().hex}")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            parts = urlsplit(self.path)
+            query = parse_qs(parts.query)
+            headers = {k.lower(): v for k, v in self.headers.items()}  # names are case-insensitive in HTTP
+            with state.lock:
+                state.requests.append({"path": parts.path, "query": query, "headers": headers})
+                code, body = state.answer(parts.path, query, self.headers.get("Authorization", ""))
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("X-RateLimit-Remaining", "4999")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:  # quiet
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
