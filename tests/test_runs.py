@@ -137,3 +137,18 @@ def test_runs_without_a_run_reads_git_only(dev, origin, tmp_path):
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)) == 3
     assert result.stderr.strip() == "[]"
+
+
+def test_a_sweeps_legs_are_not_the_branchs_previous_run():
+    from src.runloop.runs import Run, previous
+
+    def run(tag: str, message: str = "", results: str | None = "r") -> Run:
+        return Run(tag=tag, date="", commit="c", branch="main", message=message, results=results, where="main")
+
+    leg = "Sweep: run-x-main-20260101-000000-lr\nLeg: 1/2\nSet: train.lr=0.1"
+    newest_first = [run("new"), run("leg-2", leg), run("leg-1", leg), run("base"), run("older")]
+
+    assert [r.leg for r in newest_first] == [False, True, True, False, False]
+    assert previous(newest_first, "new", "main").tag == "base"  # the legs' results stay on results/<tag>
+    assert previous(newest_first, "leg-2", "main").tag == "base"  # a leg compares with its sweep's base
+    assert previous([run("new"), run("base", results=None), run("older")], "new", "main").tag == "older"

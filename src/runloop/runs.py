@@ -58,6 +58,11 @@ class Run:
         return (match.group(2) or "") if match else ""
 
     @property
+    def leg(self) -> bool:
+        """Whether this run is a leg of a sweep (`invoke tag-run --set`): its tag records a `Sweep:` line."""
+        return re.search(r"^Sweep: \S", self.message, flags=re.MULTILINE) is not None
+
+    @property
     def state(self) -> str:
         if not self.results:
             return "waiting for results"
@@ -153,14 +158,15 @@ def _with_results(r: Run, found: tuple[str, str, str] | None) -> Run:
 def resolve(c: Context, prefix: str, spec: str = "", remote: str = "origin") -> Run:
     """The run `spec` names: a run tag, a results commit or a tagged commit; nothing = the branch's newest run.
 
-    "The branch's newest run" is the newest run of the checked-out branch that has results (on a detached HEAD:
-    the run whose results or tagged commit HEAD is). Raises RunNotFound with what to do.
+    "The branch's newest run" is the newest run of the checked-out branch that has results, a sweep's legs aside
+    (their results stay on results/<tag>: name one to pick it); on a detached HEAD, the run whose results or
+    tagged commit HEAD is. Raises RunNotFound with what to do.
     """
     runs = listed(c, prefix, remote)
     if not spec:
         branch = git(c, "symbolic-ref", "--quiet", "--short", "HEAD")
         if branch:
-            mine = [r for r in of_branch(runs, branch) if r.results]
+            mine = [r for r in of_branch(runs, branch) if r.results and not r.leg]
             if mine:
                 return mine[0]
             raise RunNotFound(
@@ -185,10 +191,11 @@ def resolve(c: Context, prefix: str, spec: str = "", remote: str = "origin") -> 
 
 
 def previous(runs: list[Run], tag: str, branch: str | None) -> Run | None:
-    """The newest run before `tag` on `branch` that has results (runs: newest first, as `listed` gives them)."""
+    """The newest run before `tag` on `branch` that has results, a sweep's legs aside (for a leg: its sweep's base
+    run, when that has results). `runs`: newest first, as `listed` gives them."""
     tags = [r.tag for r in runs]
     older = runs[tags.index(tag) + 1 :] if tag in tags else runs
-    return next((r for r in of_branch(older, branch or "") if r.results), None) if branch else None
+    return next((r for r in of_branch(older, branch or "") if r.results and not r.leg), None) if branch else None
 
 
 def of_branch(runs: list[Run], branch: str) -> list[Run]:
