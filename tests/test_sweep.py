@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import test_workflow
 import yaml
-from gitrepos import INVOKE, clone, commit_of, git, invoke, local_tags, parents, refs, show, stages, tag_run
+from gitrepos import INVOKE, PIPELINE, clone, commit_of, git, invoke, local_tags, parents, refs, show, stages, tag_run
 from gitrepos import experiment as experiment_of
 from invoke import Config, Context
 from sweep_fixtures import annotation, log_pushes, pushes, sweep
@@ -135,14 +135,18 @@ def test_a_refused_push_says_which_legs_run_and_which_were_not_made(dev, origin)
     assert [r for r in refs(origin) if r.startswith(f"refs/tags/{stem}")] == [f"refs/tags/{first}"]
 
 
+# The tests' pipeline's train section, as the refusals list it.
+TRAIN_KEYS = ", ".join(yaml.safe_load((PIPELINE / "params.yaml").read_text())["train"])
+
+
 @pytest.mark.parametrize(
     ("sets", "message"),
     [
-        (["train.epoch=1,2"], "train.epoch is not in params.yaml (train has: seed, experiment, epochs, learning_rate)"),
+        (["train.epoch=1,2"], f"train.epoch is not in params.yaml (train has: {TRAIN_KEYS})"),
         (["trian.epochs=1"], "trian.epochs is not in params.yaml (params.yaml's top level has: data, train, evaluate)"),
         (["train.epochs=10,0.5"], "train.epochs is 60 in params.yaml, a whole number, and 0.5 is a number"),
         (["evaluate.threshold=high"], "evaluate.threshold is 0.5 in params.yaml, a number, and high is text"),
-        (["train=1"], "train is a mapping (seed, experiment, epochs, learning_rate) — set one of its keys"),
+        (["train=1"], f"train is a mapping ({TRAIN_KEYS}) — set one of its keys"),
         (["train.epochs=range(1, 100)"], "range(1, 100) for train.epochs alone gives 99 legs, more than --max-legs 32"),
         (["train.epochs=1,2,3", "train.seed=1,2"], "The sweep has 6 legs (3 × 2), more than --max-legs 4"),
         (["train.epochs"], "--set 'train.epochs' is not KEY=VALUES"),
