@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import statistics
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 from gitrepos import copy_project  # noqa: E402 - tests/ is not a package
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +49,9 @@ class Row:
     raw: list[Sample] = field(default_factory=list)
     raw_what: str = ""
     goal: float | None = None  # ratio ours / raw to reach
+    goal_seconds: float | None = None  # or a time to stay under
     figure: str = ""  # for rows that report a count rather than a time
+    goal_note: str = ""  # a goal in words, for such rows
 
     @staticmethod
     def _span(samples: list[Sample]) -> str:
@@ -63,11 +66,14 @@ class Row:
         ratio = f"{ours / raw:.2f}×" if raw else ""
         raw_cell = f"{self.raw_what} {self._span(self.raw)}" if self.raw else self.raw_what
         peak = max(s.peak_mib for s in self.ours)
-        return [self.what, self._span(self.ours), raw_cell, ratio, f"{peak:.0f} MiB", self._goal_text()]
+        return [self.what, self._span(self.ours), raw_cell, ratio, f"{peak:.0f} MiB" if peak else "", self._goal_text()]
 
     def _goal_text(self) -> str:
+        if self.goal_seconds is not None and self.ours:
+            median = statistics.median(s.seconds for s in self.ours)
+            return f"< {self.goal_seconds:g} s ({'met' if median < self.goal_seconds else 'not met'})"
         if self.goal is None:
-            return ""
+            return self.goal_note
         if not (self.ours and self.raw):
             return f"≤ {self.goal}×"
         ratio = statistics.median(s.seconds for s in self.ours) / statistics.median(s.seconds for s in self.raw)
@@ -98,14 +104,16 @@ def alternate(
     env: dict[str, str],
     repeat: int,
     before: Callable[[], None] | None = None,
+    raw_cwd: Path | None = None,
+    raw_env: dict[str, str] | None = None,
 ) -> Row:
     for _ in range(repeat):
-        for side, cmds in (("ours", ours), ("raw", raw)):
+        for side, cmds, where, with_env in (("ours", ours, cwd, env), ("raw", raw, raw_cwd or cwd, raw_env or env)):
             if cmds is None:
                 continue
             if before:
                 before()
-            getattr(row, side).append(run(cmds, cwd, env))
+            getattr(row, side).append(run(cmds, where, with_env))
     return row
 
 
@@ -187,7 +195,218 @@ def bench_share(base: Path, env: dict[str, str], repeat: int) -> list[Row]:
     return [alternate(row, [[*INVOKE, "share", "--tag", "run-bench"]], raw, runner, env, repeat, before=reset)]
 
 
-BENCHES = {"list": bench_list, "repro": bench_repro, "share": bench_share}
+def _prefix(project: Path, env: dict[str, str]) -> str:
+    code = "import tasks; print(tasks.TAG_PREFIX)"
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=project, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def _loop(base: Path, env: dict[str, str], name: str) -> tuple[Path, Path, dict[str, str]]:
+    """A copy of this project published to a bare origin, a developer's clone of it, and the environment of a
+    runner whose DVC remote is a local folder (DVC_REMOTE_URL, as a team would set it)."""
+    project = copy_project(base / f"{name}-project", env=env, example=True)
+    origin = base / f"{name}-origin.git"
+    git("clone", "--quiet", "--bare", str(project), str(origin), cwd=base, env=env)
+    dev = base / f"{name}-dev"
+    git("clone", "--quiet", str(origin), str(dev), cwd=base, env=env)
+    return origin, dev, {**env, "DVC_REMOTE_URL": str(base / f"{name}-dvc-remote")}
+
+
+def _tagged(out: str) -> list[str]:
+    return re.findall(r" as (\S+) and pushed it to ", out)
+
+
+def _invoke(cwd: Path, env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([*INVOKE, *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"bench: invoke {' '.join(args)} failed in {cwd}:\n{done.stdout}{done.stderr}")
+    return done.stdout + done.stderr
+
+
+def _run_on_runner(origin: Path, where: Path, tag: str, env: dict[str, str]) -> list[str]:
+    """What the workflow does for `tag` (repro, then share), in a fresh clone; the stages that executed."""
+    git("clone", "--quiet", str(origin), str(where), cwd=where.parent, env=env)
+    git("checkout", "--quiet", "--detach", f"refs/tags/{tag}", cwd=where, env=env)
+    out = _invoke(where, env, "repro")
+    _invoke(where, env, "share", "--tag", tag)
+    return re.findall(r"Running stage '([^']+)'", out)
+
+
+def bench_runs(base: Path, env: dict[str, str], repeat: int) -> list[Row]:
+    """`invoke runs` on a repository with 500 run tags: 400 with results on main, 50 on results/<tag>, 50 waiting."""
+    project = copy_project(base / "runs-project", env=env, example=True)
+    prefix = _prefix(project, env)
+    stream, stamp = [], 1_800_000_000
+
+    def data(text: str) -> str:
+        return f"data {len(text.encode())}\n{text}\n"
+
+    head = git("rev-parse", "HEAD", cwd=project, env=env)
+    parent = head
+    for i in range(500):
+        tag, stamp = f"{prefix}-main-{i:05d}", stamp + 60
+        who = f"Bench <bench@example.com> {stamp} +0000"
+        stream.append(f"commit refs/heads/main\nmark :{2 * i + 1}\ncommitter {who}\n" + data(f"Change {i}"))
+        stream.append(f"from {parent}\nM 644 inline notes.txt\n" + data(str(i)))
+        stream.append(f"tag {tag}\nfrom :{2 * i + 1}\ntagger {who}\n" + data(f"Run {tag}\n\nBranch: main\n"))
+        parent = f":{2 * i + 1}"
+        if i % 10 == 9:
+            continue  # waiting for results
+        message = f"Change {i}-results\n\nMetrics:\n    metrics/evaluate.json accuracy: 0.9{i}\n\nRun-Tag: {tag}\n"
+        ref = f"refs/heads/results/{tag}" if i % 10 == 8 else "refs/heads/main"
+        stream.append(f"commit {ref}\nmark :{2 * i + 2}\ncommitter {who}\n" + data(message) + f"from :{2 * i + 1}\n")
+        if ref == "refs/heads/main":
+            parent = f":{2 * i + 2}"
+    subprocess.run(
+        ["git", "fast-import", "--quiet"], cwd=project, env=env, input="".join(stream), text=True, check=True
+    )
+    git("reset", "--quiet", "--hard", "main", cwd=project, env=env)
+    origin = base / "runs-origin.git"
+    git("clone", "--quiet", "--bare", str(project), str(origin), cwd=base, env=env)
+    user = base / "runs-user"
+    git("clone", "--quiet", str(origin), str(user), cwd=base, env=env)
+    raw = [
+        ["git", "for-each-ref", "--sort=-creatordate", "--format=%(refname)%00%(contents)", f"refs/tags/{prefix}*"],
+        ["git", "log", "--fixed-strings", "--grep=Run-Tag: ", "--format=%H%00%P%00%B", "--remotes=origin"],
+    ]
+    row = Row("`invoke runs` (500 run tags), git only", raw_what="`git for-each-ref` + `git log` of the same refs")
+    row.goal_seconds = 1.0
+    return [alternate(row, [[*INVOKE, "runs", "--no-fetch", "--limit", "0"]], raw, user, env, repeat)]
+
+
+def bench_reproduce(base: Path, env: dict[str, str], repeat: int) -> list[Row]:
+    """A second `nox -s reproduce` of a run against `dvc repro --force` in a ready worktree of its results."""
+    origin, dev, runner_env = _loop(base, env, "reproduce")
+    (tag,) = _tagged(_invoke(dev, env, "tag-run", "--name", "bench"))
+    _run_on_runner(origin, base / "reproduce-runner", tag, runner_env)
+    git("pull", "--quiet", "--ff-only", cwd=dev, env=env)
+    env = {**runner_env, "XDG_CACHE_HOME": str(base / "reproduce-cache")}
+    nox = [str(BIN / "nox"), "--no-color", "-s", "reproduce", "--", tag]
+    first = run([nox], dev, env)  # installs the run's venv from its Pipfile.lock: not what the row measures
+    (venv,) = (base / "reproduce-cache" / "runloop" / "venvs").glob("*/bin/python")
+    tree = base / "reproduce-worktree"
+    git("worktree", "add", "--quiet", "--detach", str(tree), "HEAD", cwd=dev, env=env)
+    dvc_config = ["-m", "dvc", "remote", "modify", "--local", "storage", "url", runner_env["DVC_REMOTE_URL"]]
+    subprocess.run([str(venv), *dvc_config], cwd=tree, env=env, check=True, capture_output=True)
+    subprocess.run([str(venv), "-m", "dvc", "pull", "--quiet"], cwd=tree, env=env, check=True, capture_output=True)
+    raw_env = {**env, "PYTHONPATH": str(tree), "MLFLOW_TRACKING_URI": f"sqlite:///{base / 'raw-mlflow.db'}"}
+    row = Row(
+        "second `nox -s reproduce` of a run (venv reused)",
+        raw_what="`dvc repro --force` in a ready worktree",
+        goal=1.3,
+    )
+    alternate(
+        row, [nox], [[str(venv), "-m", "dvc", "repro", "--force"]], dev, env, repeat, raw_cwd=tree, raw_env=raw_env
+    )
+    install = Row(
+        "first `nox -s reproduce` of a run (installs its venv from the lock)", figure=f"{first.seconds:.1f} s"
+    )
+    return [row, install]
+
+
+def bench_sweep(base: Path, env: dict[str, str], repeat: int) -> list[Row]:
+    """Stages each leg of a sweep over a late-stage param executes after a base run (the run cache has the rest)."""
+    origin, dev, runner_env = _loop(base, env, "sweep")
+    (tag,) = _tagged(_invoke(dev, env, "tag-run", "--name", "base"))
+    executed = _run_on_runner(origin, base / "sweep-base", tag, runner_env)
+    late = _late_param(dev)
+    legs = _tagged(_invoke(dev, env, "tag-run", "--set", late, "--name", "bench"))
+    per_leg = [_run_on_runner(origin, base / f"sweep-leg-{n}", leg, runner_env) for n, leg in enumerate(legs)]
+    figure = "; ".join(f"leg {n + 1}: {', '.join(stages) or 'none'}" for n, stages in enumerate(per_leg))
+    return [
+        Row(
+            f"sweep over `{late.split('=')[0]}`, {len(legs)} legs: stages executed per leg",
+            figure=f"base: {', '.join(executed)}; {figure}",
+            goal_note="only the stages that depend on it",
+        )
+    ]
+
+
+def _late_param(project: Path) -> str:
+    """A `--set` for a param only the pipeline's last stage reads (evaluate.threshold in the example)."""
+    import yaml
+
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    last = list(stages)[-1]
+    key = next(p for p in stages[last].get("params", []) if isinstance(p, str) and p.startswith(f"{last}."))
+    value = yaml.safe_load((project / "params.yaml").read_text())
+    for part in key.split("."):
+        value = value[part]
+    return f"{key}={value * 0.8:g},{value * 1.2:g}"
+
+
+def bench_act(base: Path, env: dict[str, str], repeat: int) -> list[Row]:
+    """A restore-only run under act (another tag of a commit that has run), against the DVC and git work it does
+    (`dvc pull`, `dvc push --run-cache`), and where its time goes, step by step."""
+    from src.runloop import rehearsal, services
+
+    origin, dev, _ = _loop(base, env, "act")
+    workflow = Path(".github/workflows/github_actions_pipeline.yml")
+    with services.s3_server(base / "moto", env) as s3, services.mlflow_server(base / "mlflow", env, s3) as server:
+        bucket, _prefix = rehearsal.dvc_remote_url(dev)
+        s3.ensure_bucket(bucket)
+        github = {
+            "GITHUB_REPOSITORY": "bench/bench",
+            "GITHUB_RUN_ID": "1",
+            "GITHUB_SERVER_URL": "https://github.example",
+        }
+        act = rehearsal.Act(base / "act", workflow, *rehearsal.runner_settings(s3, server), github, environ=env)
+        s3_env = {**env, **s3.env()}
+
+        def job(label: str) -> tuple[float, dict[str, float]]:
+            (tag,) = _tagged(_invoke(dev, env, "tag-run", "--name", label))
+            runner = base / f"act-{label}"
+            git("clone", "--quiet", str(origin), str(runner), cwd=base, env=env)
+            git("checkout", "--quiet", "--detach", f"refs/tags/{tag}", cwd=runner, env=env)
+            start = time.perf_counter()
+            result = act.run(runner, tag)
+            seconds = time.perf_counter() - start
+            if result.job_result != "success":
+                raise SystemExit(f"bench: the act run of {tag} failed:\n{result.log[-3000:]}")
+            return seconds, _step_seconds(result.entries)
+
+        job("first")  # executes the pipeline: what the next runs restore
+        row = Row(
+            "restore-only run under act (another tag of the same commit)",
+            raw_what="`dvc pull` + `dvc push --run-cache` in a clone",
+        )
+        steps: list[dict[str, float]] = []
+        for n in range(repeat):
+            seconds, by_step = job(f"again-{n}")
+            row.ours.append(Sample(seconds, 0.0))
+            steps.append(by_step)
+            clone = base / f"act-raw-{n}"
+            git("clone", "--quiet", str(origin), str(clone), cwd=base, env=env)
+            local = ["remote", "modify", "--local", "storage", "endpointurl", s3.endpoint_url]
+            subprocess.run([*DVC, *local], cwd=clone, env=s3_env, check=True, capture_output=True)
+            row.raw.append(run([[*DVC, "pull", "--quiet"], [*DVC, "push", "--quiet", "--run-cache"]], clone, s3_env))
+    names = list(dict.fromkeys(name for by_step in steps for name in by_step))
+    where = ", ".join(f"{name} {statistics.median(s.get(name, 0.0) for s in steps):.1f} s" for name in names)
+    return [row, Row("where a restore-only run's time goes (act's steps, medians)", figure=where)]
+
+
+def _step_seconds(entries: list[dict]) -> dict[str, float]:
+    """Each step's seconds, from the time act stamps on its log entries."""
+    from datetime import datetime
+
+    spans: dict[str, list[datetime]] = {}
+    for entry in entries:
+        if entry.get("step") and entry.get("time"):
+            stamp = datetime.fromisoformat(entry["time"].replace("Z", "+00:00"))
+            spans.setdefault(entry["step"], []).append(stamp)
+    return {step: (max(times) - min(times)).total_seconds() for step, times in spans.items()}
+
+
+BENCHES = {
+    "list": bench_list,
+    "repro": bench_repro,
+    "share": bench_share,
+    "runs": bench_runs,
+    "reproduce": bench_reproduce,
+    "sweep": bench_sweep,
+    "act": bench_act,
+}
 
 
 def table(rows: list[Row]) -> str:
