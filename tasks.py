@@ -20,6 +20,7 @@ Nothing here force-pushes, and data always goes out before the git ref that poin
 from __future__ import annotations
 
 import shlex
+import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +49,11 @@ from src.runloop import runs as past_runs
 from src.runloop import sweep as sweeps
 from src.runloop import watch as watching
 from src.runloop.commands import git
+
+# Lines in the order they happen, in a CI log or a pipe too: a refusal (invoke's Exit) goes to stderr, which is
+# unbuffered, after whatever the task printed to stdout.
+if hasattr(sys.stdout, "reconfigure"):
+    sys.stdout.reconfigure(line_buffering=True)
 
 # Run tags are "run-<the project's name>-…", the name being invoke.yaml's (`invoke init NAME` sets it there and in
 # every file that repeats it); the workflow runs for tags that match TAG_PREFIX + "*".

@@ -416,7 +416,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     runner.at_root()
-    signal.signal(signal.SIGTERM, _interrupted)
+    # Both, explicitly: a shell that starts a command in the background hands it SIGINT ignored, and Ctrl-C (or a
+    # cancelled job's SIGTERM) must still stop the reproduction and remove its worktree.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupted)
     try:
         return reproduce(args.run, args.rtol, args.atol, args.keep, args.track)
     except CannotReproduce as exc:
