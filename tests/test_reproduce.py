@@ -34,6 +34,7 @@ from reproduce_fixtures import (
 )
 from test_workflow import ran
 
+import tasks
 from src.runloop import machine, reproduction, results_commit
 
 # Fixtures from elsewhere, under their own names.
@@ -105,16 +106,17 @@ def test_bad_tolerance_is_refused(capsys):
 
 
 def test_a_run_that_is_not_there_or_has_no_results_cannot_be_reproduced(project):
-    git("tag", "--annotate", "-m", "Waiting\n\nBranch: main\n", "run-example-main-20260101-000000-waiting", cwd=project)
+    tag = f"{tasks.TAG_PREFIX}-main-20260101-000000-waiting"
+    git("tag", "--annotate", "-m", "Waiting\n\nBranch: main\n", tag, cwd=project)
 
     missing = reproduce(project, "run-nope", env=dict(os.environ), nox=True)  # nox hands on the exit status
-    waiting = reproduce(project, "run-example-main-20260101-000000-waiting", env=dict(os.environ))
+    waiting = reproduce(project, tag, env=dict(os.environ))
     nothing = reproduce(project, env=dict(os.environ))
 
     assert (missing.returncode, waiting.returncode, nothing.returncode) == (2, 2, 2)
     assert "Could not reproduce: 'run-nope' is neither a run tag nor a commit here" in missing.stdout
     assert (
-        "Could not reproduce: Run run-example-main-20260101-000000-waiting has no results commit (waiting for "
+        f"Could not reproduce: Run {tag} has no results commit (waiting for "
         "results) — wait for its job to share them" in waiting.stdout
     )
     assert "Could not reproduce: No run of branch 'main' has results yet" in nothing.stdout
@@ -246,7 +248,7 @@ def test_a_non_deterministic_stage_and_a_tampered_hash_are_different(project, ve
     (project / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     git("commit", "--quiet", "-am", "A stage that adds noise to its metric", cwd=project)
     first = first_output(project)
-    tag = "run-example-main-20260101-000000-noisy"
+    tag = f"{tasks.TAG_PREFIX}-main-20260101-000000-noisy"
     results = local_run(project, tag, tamper={first: TAMPERED})
     recorded_lock = lock_outs(show(project, results, "dvc.lock"))
     real_first = hashlib.md5((project / first).read_bytes()).hexdigest()  # noqa: S324 - DVC's hash of a file
@@ -349,7 +351,7 @@ def test_a_run_made_by_the_workflow_reproduces_bit_identical_in_a_fresh_clone(
 
 @pytest.mark.slow
 def test_ctrl_c_removes_the_worktree(project, venv_cache):
-    tag = "run-example-main-20260101-000000-interrupted"
+    tag = f"{tasks.TAG_PREFIX}-main-20260101-000000-interrupted"
     local_run(project, tag)
     env = {**os.environ, "XDG_CACHE_HOME": str(venv_cache), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "src.runloop.reproduction", tag]
