@@ -122,7 +122,10 @@ def git(*args: str, cwd: Path, env: dict[str, str]) -> str:
 
 
 def environment(base: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_", "DVC_", "GITHUB_"))}
+    # PYTHONDONTWRITEBYTECODE (set in some sandboxes) would make the project's own modules compile from source on
+    # every call while the installed packages load their bytecode: measure as a user's machine runs, with .pyc files.
+    drop = ("MLFLOW_", "AWS_", "DVC_", "GITHUB_", "PYTHONDONTWRITEBYTECODE")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env |= {
         "HOME": str(base / "home"),
         "DVC_NO_ANALYTICS": "1",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -178,26 +179,48 @@ def _wait(proc: subprocess.Popen, received: list[tuple[int, float]]) -> int:
     """The leader's exit code; after a stop signal, once the whole group is gone, escalating while it lingers."""
     code: int | None = None
     escalated = 0
-    while True:
-        if code is None:
-            try:
-                code = proc.wait(timeout=0.5)
-            except subprocess.TimeoutExpired:
-                pass
-        if not received:
-            if code is not None:
+    exited = _exit_notice(proc.pid)
+    try:
+        while True:
+            if code is None:
+                code = _wait_for_exit(proc, exited, 0.5)
+            if not received:
+                if code is not None:
+                    return code
+                continue
+            if code is not None and not _group_alive(proc.pid):
                 return code
-            continue
-        if code is not None and not _group_alive(proc.pid):
-            return code
-        elapsed = time.monotonic() - received[0][1]
-        if escalated < len(GRACE_SECONDS) and elapsed > sum(GRACE_SECONDS[: escalated + 1]):
-            _signal_group(proc.pid, (signal.SIGTERM, signal.SIGKILL)[escalated])
-            escalated += 1
-        elif escalated == len(GRACE_SECONDS) and elapsed > sum(GRACE_SECONDS) + 5:
-            return proc.wait()  # SIGKILLed; what still shows is beyond reach (a process stuck in the kernel)
-        if code is not None:
-            time.sleep(0.1)
+            elapsed = time.monotonic() - received[0][1]
+            if escalated < len(GRACE_SECONDS) and elapsed > sum(GRACE_SECONDS[: escalated + 1]):
+                _signal_group(proc.pid, (signal.SIGTERM, signal.SIGKILL)[escalated])
+                escalated += 1
+            elif escalated == len(GRACE_SECONDS) and elapsed > sum(GRACE_SECONDS) + 5:
+                return proc.wait()  # SIGKILLed; what still shows is beyond reach (a process stuck in the kernel)
+            if code is not None:
+                time.sleep(0.1)
+    finally:
+        if exited is not None:
+            os.close(exited)
+
+
+def _exit_notice(pid: int) -> int | None:
+    """A descriptor that becomes readable when `pid` exits (Linux's pidfd), or None where there is none."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _wait_for_exit(proc: subprocess.Popen, exited: int | None, seconds: float) -> int | None:
+    """`proc`'s exit code if it exits within `seconds`, else None. Woken by the exit itself where the OS can tell
+    (Popen.wait(timeout) polls with sleeps of up to 50 ms, which every no-op `invoke repro` paid)."""
+    if exited is not None:
+        select.select([exited], [], [], seconds)
+        return proc.poll()
+    try:
+        return proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return None
 
 
 def _signal_group(pgid: int, signum: int) -> None:
