@@ -16,8 +16,11 @@ import tasks
 from src.runloop import project as names
 
 ROOT = Path(__file__).resolve().parents[1]
-NAME = "churn-model"
-PACKAGE = "churn_model"
+# The name the tests give a clone: never the one it has already (a project made by `invoke init --keep-example`
+# is "churn-model" and keeps the example, so these tests run there too).
+CURRENT = names.name(ROOT)
+NAME = "churn-model" if CURRENT != "churn-model" else "fraud-model"
+PACKAGE = NAME.replace("-", "_")
 WORKFLOW = ".github/workflows/github_actions_pipeline.yml"
 # Replacing the example is what the template does once: a project made by `invoke init` has no example left to
 # replace, so these run in the template (and its CI) and skip in the projects made from it.
@@ -145,7 +148,7 @@ def test_init_keep_example_only_renames(clone):
     lint(clone)
     pytest_in(clone, *FAST, "tests/example")
     # Again: nothing left to change.
-    assert "This clone is project churn-model already: nothing to change." in init(clone, NAME, "--keep-example")
+    assert f"This clone is project {NAME} already: nothing to change." in init(clone, NAME, "--keep-example")
 
 
 @needs_example
@@ -159,7 +162,7 @@ def test_init_dry_run_changes_nothing(clone):
     assert "Would commit on main:" in out and "Nothing was changed (--dry-run)." in out
     for line in [
         f"Start project {NAME} from the template (invoke init)",
-        f"write invoke.yaml: runloop.name: example → {NAME}",
+        f"write invoke.yaml: runloop.name: {CURRENT} → {NAME}",
         "write params.yaml: the skeleton's, in place of the example's",
         f"write src/{PACKAGE}/train.py: new: the skeleton",
         "remove src/example: the example pipeline and its tests",
