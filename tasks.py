@@ -217,8 +217,10 @@ def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", d
     tag = tag or run_tag.at_head(c, env, TAG_PREFIX) or ""
     if not tag:
         raise Exit("No run tag — pass --tag NAME (on GitHub Actions it comes from GITHUB_REF).", code=1)
+    if not dry_run:
+        dvc_remote.configure(env)  # the remote's endpoint in .dvc/config.local, before DVC reads its config, once
     stopped = "run it again in this clone to finish; no ref points at missing data"
-    with interrupts.stop_cleanly("invoke share", stopped), dvc_repo.opened() as dvc:
+    with interrupts.stop_cleanly("invoke share", stopped), dvc_repo.opened(locked=True) as dvc:
         if not dry_run:
             results_commit.fetch(c, auth, remote, tag)
         commit = _check_shareable(c, env, tag, remote)
@@ -235,7 +237,6 @@ def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", d
             return
 
         # The data goes first, whatever happens next: once it is on the remote nothing of the run can be lost.
-        dvc_remote.configure(env)
         _push_data(dvc)
         if existing:
             outcome = f"Results of {tag} are already on {remote} as {existing[:12]}: nothing to commit (a re-run)."

@@ -44,9 +44,9 @@ def sweep_of(c: Context, tag: str) -> str | None:
 
 
 def _recorded(c: Context, tag: str, key: str) -> str | None:
-    if git(c, "cat-file", "-t", f"refs/tags/{tag}") != "tag":
+    body = git(c, "cat-file", "tag", f"refs/tags/{tag}")  # the tag object; None for a lightweight tag
+    if not body:
         return None
-    body = git(c, "cat-file", "-p", f"refs/tags/{tag}") or ""
     names = re.findall(rf"^{key}: (\S+)$", body.partition("\n\n")[2], flags=re.MULTILINE)
     return names[-1] if names else None
 
