@@ -35,7 +35,7 @@ from reproduce_fixtures import (
 from test_workflow import ran
 
 import tasks
-from src.runloop import machine, reproduction, results_commit
+from src.runloop import machine, reproduction, results_commit, tracking
 
 # Fixtures from elsewhere, under their own names.
 venv_cache = reproduce_fixtures.venv_cache
@@ -314,6 +314,7 @@ def test_a_run_made_by_the_workflow_reproduces_bit_identical_in_a_fresh_clone(
     assert "Verdict: bit-identical" in first.stdout
     assert f"Reproducing {tag}: results commit {results[:12]} on main." in first.stdout
     # Logged to a throwaway store: the server has no run of the reproduction.
+    assert "in a throwaway store, removed with the worktree" in first.stdout
     assert client.search_runs([experiment.experiment_id], "tags.reproduction_of != ''") == []
 
     second = reproduce(user, tag, "--keep", env=env, nox=True)
@@ -324,6 +325,15 @@ def test_a_run_made_by_the_workflow_reproduces_bit_identical_in_a_fresh_clone(
     assert "Installing the environment" not in second.stdout
     kept = Path(re.search(r"^Kept the worktree: (\S+) ", second.stdout, re.MULTILINE).group(1))
     try:
+        # The kept store's runs are the reproduction's, tagged as such (the throwaway one's are not worth tagging).
+        from mlflow.tracking import MlflowClient
+
+        kept_store = MlflowClient(f"sqlite:///{kept.parent / 'mlflow.db'}")
+        reproduced = kept_store.search_runs(
+            [e.experiment_id for e in kept_store.search_experiments()], f"tags.reproduction_of = '{tag}'"
+        )
+        made = sorted(r["run_id"] for r in tracking.run_records(kept))
+        assert made and sorted(r.info.run_id for r in reproduced) == made
         # Which run made this model file? And this MLflow run? `invoke runs --find` answers from git.
         outs = lock_outs(show(user, results, "dvc.lock"))
         model = next((p for p in outs if p.startswith("models/")), next(iter(outs)))

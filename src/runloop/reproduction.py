@@ -10,7 +10,8 @@
 4. The inputs (data tracked by .dvc files: `dvc add`, `dvc import-url`) pulled from the DVC remote, or from the
    local DVC cache when no remote is configured. Only those: never the outputs, never the run cache.
 5. Every stage recomputed: `dvc repro --force --no-run-cache`, logging to a throwaway MLflow store (or, with
-   --track, to the configured one), the MLflow runs tagged `reproduction_of=<tag>`.
+   --track, to the configured one); the MLflow runs tagged `reproduction_of=<tag>` where they outlive the command
+   (--track, --keep).
 6. The verdict, comparing dvc.lock's hashes with the recorded ones (`runs/*.json` excepted: they name MLflow
    runs) and, when bytes differ, the metrics with `dvc metrics diff` within --rtol/--atol:
    exit 0 bit-identical or numerically equivalent, 1 different, 2 could not reproduce.
@@ -371,9 +372,12 @@ def reproduce(spec: str, rtol: float, atol: float, keep: bool, track: bool) -> i
                 "A stage failed while recomputing the run (DVC's message is above) — the run's code does not run on "
                 "this machine as it did on the runner; `--keep` keeps the worktree to look into it."
             )
-        print(tag_mlflow_runs(tree, venv, stage_env, store, run.tag))
-        if not track:
-            print("(A throwaway MLflow store, removed with the worktree: --track logs to the configured one.)")
+        if track or keep:  # the store outlives this command: mark its runs (MLflow's import alone is ~1.5 s)
+            print(tag_mlflow_runs(tree, venv, stage_env, store, run.tag))
+        else:
+            ids = ", ".join(r["run_id"] for r in tracking.run_records(tree)) or "none"
+            print(f"MLflow runs {ids} in a throwaway store, removed with the worktree (--keep keeps it, --track logs")
+            print("to the configured one; both tag the runs reproduction_of=<tag>).")
         v = verdict(tree, venv, stage_env, run, rtol, atol)
         n_outputs = len(lock_hashes((tree / "dvc.lock").read_text()))
         tell(v, run, n_outputs, rtol, atol, this_machine(venv) if v.name != BIT_IDENTICAL else {})
