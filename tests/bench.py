@@ -311,19 +311,41 @@ def bench_reproduce(base: Path, env: dict[str, str], repeat: int) -> list[Row]:
 def bench_sweep(base: Path, env: dict[str, str], repeat: int) -> list[Row]:
     """Stages each leg of a sweep over a late-stage param executes after a base run (the run cache has the rest)."""
     origin, dev, runner_env = _loop(base, env, "sweep")
+    # One MLflow store for every runner and the developer, as a team's server would be (promote reads it).
+    runner_env = {**runner_env, "MLFLOW_TRACKING_URI": f"sqlite:///{base / 'mlflow.db'}"}
     (tag,) = _tagged(_invoke(dev, env, "tag-run", "--name", "base"))
     executed = _run_on_runner(origin, base / "sweep-base", tag, runner_env)
     late = _late_param(dev)
     legs = _tagged(_invoke(dev, env, "tag-run", "--set", late, "--name", "bench"))
     per_leg = [_run_on_runner(origin, base / f"sweep-leg-{n}", leg, runner_env) for n, leg in enumerate(legs)]
     figure = "; ".join(f"leg {n + 1}: {', '.join(stages) or 'none'}" for n, stages in enumerate(per_leg))
+    # The tasks no other row measures, once each, on this repository with a base run and a sweep's results.
+    git("pull", "--quiet", "--ff-only", cwd=dev, env=env)
+    tasks = {
+        "tag-run --dry-run": ["tag-run", "--dry-run"],
+        "runs --sweep": ["runs", "--sweep", "bench"],
+        "compare": ["compare", "-a", tag, "-b", legs[0]],
+        "watch": ["watch", "--run", legs[0], "--timeout", "60"],
+        "promote --dry-run": ["promote", "--run", tag, "--dry-run"],
+        "doctor --dry-run": ["doctor", "--dry-run"],
+        "init --dry-run": ["init", "bench-project", "--dry-run"],
+    }
+    peaks = "; ".join(f"{what} {_peak([*INVOKE, *args], dev, runner_env)}" for what, args in tasks.items())
     return [
         Row(
             f"sweep over `{late.split('=')[0]}`, {len(legs)} legs: stages executed per leg",
             figure=f"base: {', '.join(executed)}; {figure}",
             goal_note="only the stages that depend on it",
-        )
+        ),
+        Row("peak RSS of the other tasks (one run each, after that sweep)", figure=peaks),
     ]
+
+
+def _peak(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
+    try:
+        return f"{run([cmd], cwd, env).peak_mib:.0f} MiB"
+    except subprocess.CalledProcessError as exc:
+        return f"failed (exit {exc.returncode})"
 
 
 def _late_param(project: Path) -> str:
