@@ -395,8 +395,8 @@ def runs(
 ) -> None:
     """List the runs, newest first, with their state; or one run's whole chain (--run), or what made a file (--find)."""
     runner.at_root()
-    if fetch and (reason := past_runs.fetch(c, remote)):
-        print(f"(Not fetched from {remote}: {reason}; showing what this clone has.)")
+    if fetch:
+        past_runs.fetch_or_say(c, remote, "showing")
     listed = past_runs.listed(c, TAG_PREFIX, remote)
     if sweep:
         try:
@@ -409,8 +409,7 @@ def runs(
         return
     if run:
         chosen, env = _resolve(c, run, remote), runner.pipeline_environment()
-        if dvc_remote.configured(env):  # the chain says which outputs the remote holds
-            dvc_remote.configure(env)
+        dvc_remote.configure(env)  # the chain says which outputs the remote holds
         print(past_runs.as_json([chosen]) if json else report.chain(c, env, chosen))
         if not json:  # MLflow asked only here, with a short timeout: the listing below stays git-only
             print(f"\n{registry.section(c, env, chosen, listed)}")
@@ -448,8 +447,8 @@ def compare(
     """Compare two runs' params and metrics with DVC's diffs (default: the branch's newest run and the one before)."""
     runner.at_root()
     env = runner.pipeline_environment()
-    if fetch and (reason := past_runs.fetch(c, remote)):
-        print(f"(Not fetched from {remote}: {reason}; comparing what this clone has.)")
+    if fetch:
+        past_runs.fetch_or_say(c, remote, "comparing")
     new = _resolve(c, a, remote)
     listed = past_runs.listed(c, TAG_PREFIX, remote)
     old = (
@@ -462,8 +461,7 @@ def compare(
     for r in (old, new):
         if not r.results:
             raise Exit(f"Run {r.tag} has no results yet ({r.state}) — wait for its job, or name another run.", code=1)
-    if dvc_remote.configured(env):
-        dvc_remote.configure(env)
+    dvc_remote.configure(env)
     with dvc_repo.opened() as dvc:
         failed = comparison.fetch(dvc, [old.results, new.results])  # metric and plot files are DVC outputs
         text = comparison.text(c, dvc, comparison.rev(old), comparison.rev(new), md)
@@ -539,8 +537,8 @@ def promote(
     env = runner.pipeline_environment()
     try:
         registry.check_alias(alias)
-        if fetch and (reason := past_runs.fetch(c, remote)):
-            print(f"(Not fetched from {remote}: {reason}; using what this clone has.)")
+        if fetch:
+            past_runs.fetch_or_say(c, remote, "using")
         chosen = _resolve(c, run, remote)
         # Its results commit names the MLflow runs that made its outputs, the model's too when train was restored.
         shared = registry.results_of(chosen, past_runs.listed(c, TAG_PREFIX, remote))
@@ -604,8 +602,7 @@ def watch(
 def _follow(c: Context, specs: list[str], sweep: str, remote: str, timeout: float, interval: float) -> None:
     """Exit 0 once every run's results landed (printing them), 1 at a failure, 2 at the timeout or for no run."""
     env = runner.pipeline_environment()  # GH_TOKEN may come from .env
-    if reason := past_runs.fetch(c, remote):
-        print(f"(Not fetched from {remote}: {reason}; following what this clone has.)")
+    past_runs.fetch_or_say(c, remote, "following")
     try:
         chosen = watching.chosen(c, TAG_PREFIX, past_runs.listed(c, TAG_PREFIX, remote), specs, sweep, remote)
     except (past_runs.RunNotFound, sweeps.Refused) as exc:

@@ -126,6 +126,19 @@ def test_runs_refuses_what_names_no_run(dev, origin, tmp_path):
     assert "is a directory — name a file in it" in runs(user, "--find", "src", code=1)
 
 
+def test_runs_says_when_it_cannot_fetch_and_lists_what_the_clone_has(dev, origin, tmp_path):
+    tag = tag_run(dev)
+    user = clone(origin, tmp_path / "user")
+    git("remote", "set-url", "origin", str(tmp_path / "gone.git"), cwd=user)
+
+    out = runs(user)
+    missing = runs(user, "--remote", "upstream")
+
+    assert out.startswith("(Not fetched from origin: ") and "; showing what this clone has.)\n" in out
+    assert tag in out
+    assert missing.startswith("(Not fetched from upstream: there is no git remote 'upstream'; showing what this")
+
+
 def test_runs_without_a_run_reads_git_only(dev, origin, tmp_path):
     three_runs(dev, origin, tmp_path)
     user = clone(origin, tmp_path / "user")

@@ -338,8 +338,7 @@ def reproduce(spec: str, rtol: float, atol: float, keep: bool, track: bool) -> i
 
     c = Context()
     env = runner.pipeline_environment()
-    if reason := runs.fetch(c, "origin"):
-        print(f"(Not fetched from origin: {reason}; using what this clone has.)", flush=True)
+    runs.fetch_or_say(c, "origin", "using")
     try:
         run = runs.resolve(c, TAG_PREFIX, spec)
     except runs.RunNotFound as exc:

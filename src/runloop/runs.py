@@ -89,6 +89,12 @@ def fetch(c: Context, remote: str) -> str | None:
     return None if result.ok else " / ".join((result.stderr or "").strip().splitlines()[-2:]) or "no output"
 
 
+def fetch_or_say(c: Context, remote: str, doing: str) -> None:
+    """Fetch (see `fetch`); when that fails, say why in one line and go on `doing` what this clone has."""
+    if reason := fetch(c, remote):
+        print(f"(Not fetched from {remote}: {reason}; {doing} what this clone has.)", flush=True)
+
+
 def listed(c: Context, prefix: str, remote: str = "origin") -> list[Run]:
     """Every run (a tag named `prefix*`), newest first, with its results commit where there is one."""
     fmt = "%(refname:strip=2)%00%(creatordate:iso-strict)%00%(objectname)%00%(*objectname)%00%(contents)%1e"
