@@ -1,20 +1,22 @@
-"""The run loop: tag a commit, reproduce the pipeline on the runner, commit and push its results.
+"""The run loop: tag a commit, reproduce the pipeline on the runner, record and push its outcome.
 
     invoke tag-run   tag HEAD as a run and push only that tag; the tag starts the workflow on the runner
                      (--set KEY=VALUES: a sweep, one run per combination of values, on the runner pool)
     invoke repro     (on the runner) run the DVC pipeline; the stages log to MLflow
-    invoke share     (on the runner) push the data, commit dvc.lock as "<subject>-results", push the commit
+    invoke share     (on the runner) push the data, commit dvc.lock as "<subject>-results" and push the commit
     invoke init      (once) make a clone of the template your project: its name everywhere, a pipeline skeleton
-    invoke runs      the runs and their state; one run's whole chain (--run); which run made a file (--find)
+    invoke runs      the runs and how they ended; one run's whole chain (--run); which run made a file (--find)
     invoke compare   two runs' params and metrics side by side (DVC's own diffs)
     invoke promote   point an MLflow alias (champion) at the model version a run made: models:/<name>@champion
-    invoke watch     follow runs (or a sweep's legs) until their results are on the remote
+    invoke watch     follow runs (or a sweep's legs) until they end
 
-`nox -s reproduce` recomputes a past run in isolation (src/runloop/reproduction.py).
+`nox -s reproduce` recomputes a past run in isolation (src/runloop/reproduction.py); a run that fails on the runner
+is recorded by the workflow's last step (src/runloop/failure.py), which needs nothing installed.
 
-Each task reads as its steps; the plumbing they share lives in src/runloop/. Every value that comes from outside
-(tag and branch names, commit subjects, URLs) reaches a command as a quoted argument, never as shell text.
-Nothing here force-pushes, and data always goes out before the git ref that points at it.
+Each task reads as its steps; the plumbing they share lives in src/runloop/, whose refusals (refusal.Refused)
+invoke prints as one line. Every value that comes from outside (tag and branch names, commit subjects, URLs)
+reaches a command as an argument, never as shell text. Nothing here force-pushes, and data always goes out before
+the git ref that points at it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from invoke import Context, Exit, task
+import invoke
+from invoke import Context, Exit, Task
 
 # invoke turns bytecode caching off (so that tasks.py leaves no .pyc); the package below is imported by every
 # command, and compiling it from source each time cost 40 ms of `invoke --list`'s 160. Cache it in __pycache__/
@@ -35,26 +38,29 @@ sys.dont_write_bytecode = bool(sys.flags.dont_write_bytecode)
 
 from src.runloop import (  # noqa: E402  (after the bytecode switch, on purpose)
     checks,
+    ci,
     comparison,
     dvc_remote,
     dvc_repo,
     environment,
-    interrupts,
+    follow,
     machine,
     pipeline,
+    processes,
     project,
     push_credential,
+    record,
     registry,
     report,
-    results_commit,
+    results,
     run_tag,
     runner,
-    tracking,
+    step_log,
+    sweep,
 )
-from src.runloop import runs as past_runs  # noqa: E402
-from src.runloop import sweep as sweeps  # noqa: E402
-from src.runloop import watch as watching  # noqa: E402
-from src.runloop.commands import git  # noqa: E402
+from src.runloop.git import Git  # noqa: E402
+from src.runloop.refusal import Refused  # noqa: E402
+from src.runloop.runs import Runs, as_json, needle  # noqa: E402
 
 # Lines in the order they happen, in a CI log or a pipe too: a refusal (invoke's Exit) goes to stderr, which is
 # unbuffered, after whatever the task printed to stdout.
@@ -64,7 +70,29 @@ if hasattr(sys.stdout, "reconfigure"):
 # Run tags are "run-<the project's name>-…", the name being invoke.yaml's (`invoke init NAME` sets it there and in
 # every file that repeats it); the workflow runs for tags that match TAG_PREFIX + "*".
 TAG_PREFIX = project.tag_prefix()
-WORKFLOW = Path(".github/workflows/github_actions_pipeline.yml")
+WORKFLOW = Path(project.WORKFLOW)
+
+
+class _Task(Task):
+    """invoke's Task, saying the package's refusals as invoke's Exit: one line, its exit status, no traceback."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except Refused as exc:
+            raise Exit(str(exc), code=exc.code) from None
+
+
+def task(*args, **kwargs):
+    return invoke.task(*args, klass=_Task, **kwargs)
+
+
+def _runs(remote: str, fetch: bool = False, doing: str = "") -> Runs:
+    """The runs on `remote`, this command's one view of them; fetched first when asked (or said why not)."""
+    runs = Runs(remote, TAG_PREFIX)
+    if fetch:
+        runs.fetch_or_say(doing)
+    return runs
 
 
 @task(
@@ -78,8 +106,10 @@ def repro(c: Context, pull: bool = True, force: bool = False, dry_run: bool = Fa
     """Run the DVC pipeline (stages log to MLflow) and say where the results are."""
     runner.at_root()
     env = runner.pipeline_environment()
-    if tag := run_tag.at_head(c, env, TAG_PREFIX):
-        env["RUN_TAG"] = tag
+    if tag := run_tag.at_head(Git(), env, TAG_PREFIX):  # the launch the stages' MLflow runs record
+        env[environment.RUN_TAG_ENV] = tag
+    if url := ci.run_url(env):
+        env[environment.RUN_CI_URL_ENV] = url
     remote = pull and dvc_remote.configured(env)
     # Settings, files, Python and packages, then the DVC remote and MLflow: a failure stops here, before any stage.
     env.update(checks.before_repro(env, remote, network=not dry_run))
@@ -94,12 +124,15 @@ def repro(c: Context, pull: bool = True, force: bool = False, dry_run: bool = Fa
     with tempfile.TemporaryDirectory(prefix="repro-") as tmp:
         # One DVC process runs the pipeline and reads the metrics (and, if dvc.lock changed, DVC's status).
         report_file = Path(tmp) / "outcome.json"
-        pipeline.reproduce([*pipeline.REPRO, *flags, "--report", str(report_file)], env)  # a signal stops the group
-        outcome = pipeline.read_outcome(report_file)
+        try:
+            pipeline.reproduce([*pipeline.REPRO, *flags, "--report", str(report_file)], env)  # a signal stops it
+        finally:
+            outcome = pipeline.read_outcome(report_file)
+            step_log.note_stages(env, outcome.failed)  # on CI, for the failure record
     checks.after_repro(outcome.status)
     report.results(env, remote, outcome.metrics_table, outcome.metric_lines)
-    if not (remote or runner.on_actions(env)):
-        pipeline.keep_committed_lock(c)  # reproduced here without the remote: only the run records are new
+    if not (remote or ci.on_ci(env)):
+        pipeline.keep_committed_lock(Git())  # reproduced here without the remote: only the run records are new
 
 
 @task(
@@ -110,8 +143,8 @@ def repro(c: Context, pull: bool = True, force: bool = False, dry_run: bool = Fa
         "remote": "The git remote the runner watches.",
         "set_": "KEY=VALUES: a run with params.yaml's KEY set to each value (a value, a comma list, range(start, stop, "
         "step)); repeat for the Cartesian product. Each leg is a commit of its own, tagged and pushed alone.",
-        "max_legs": f"Refuse a sweep of more legs than this (default {sweeps.MAX_LEGS}).",
-        "wait": "Then follow the run(s) until their results are on the remote, as `invoke watch` does.",
+        "max_legs": f"Refuse a sweep of more legs than this (default {sweep.MAX_LEGS}).",
+        "wait": "Then follow the run(s) until they end, as `invoke watch` does.",
         "timeout": "With --wait: give up after this many seconds (exit 2).",
         "dry_run": "Print what would be done and change nothing.",
     },
@@ -122,85 +155,39 @@ def tag_run(
     message: str = "",
     remote: str = "origin",
     set_: list[str] | None = None,
-    max_legs: int = sweeps.MAX_LEGS,
+    max_legs: int = sweep.MAX_LEGS,
     wait: bool = False,
-    timeout: float = watching.TIMEOUT,
+    timeout: float = follow.TIMEOUT,
     dry_run: bool = False,
 ) -> None:
     """Tag HEAD as a run and push only that tag, which starts the pipeline on the runner (--set: a sweep)."""
     runner.at_root()
+    runs = _runs(remote)
     run_tag.check_label(name)
-    branch, commit, remote_url = run_tag.check_head_is_pushed(c, remote)
+    branch, commit, remote_url = run_tag.check_head_is_pushed(runs.git, remote)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     if set_:
-        tags = _tag_sweep(c, set_, name, message, remote, branch, commit, stamp, max_legs, dry_run)
+        tags = sweep.tag_legs(runs, set_, name, message, branch, commit, stamp, max_legs, dry_run=dry_run)
     else:
         tags = [run_tag.name(TAG_PREFIX, branch, stamp, name)]
-        run_tag.check_new(c, tags[0], remote)
+        run_tag.check_new(runs.git, tags[0], remote)
         if dry_run:
             print(f"Would tag {commit} ({branch}) as {tags[0]} and push only that tag to {remote}.")
         else:
-            run_tag.create_and_push(c, tags[0], run_tag.annotation(message or f"Run {tags[0]}", branch), remote)
+            launch = record.Launch(message or f"Run {tags[0]}", branch)
+            run_tag.create_and_push(runs.git, tags[0], launch, remote)
             print(f"Tagged {commit} ({branch}) as {tags[0]} and pushed it to {remote}.")
     if dry_run:
         return
-    url = run_tag.actions_url(remote_url, WORKFLOW.name)
+    url = ci.workflow_page(remote_url, WORKFLOW.name)
     print(f"Watch the run: {url}" if url else f"The runner watching {remote} picks it up ({WORKFLOW}).")
     if wait:
-        _follow(c, tags, "", remote, timeout, watching.INTERVAL)
-
-
-def _tag_sweep(
-    c: Context,
-    sets: list[str],
-    label: str,
-    message: str,
-    remote: str,
-    branch: str,
-    base: str,
-    stamp: str,
-    max_legs: int,
-    dry_run: bool,
-) -> list[str]:
-    """A leg per combination of the --set values: a commit on `base` changing only params.yaml, tagged and pushed
-    alone (GitHub starts no workflow for a push of more than three tags); its results go to results/<tag>."""
-    try:
-        specs = [sweeps.parse(text, max_legs) for text in sets]
-        legs = sweeps.plan(git(c, "show", f"{base}:{sweeps.PARAMS}") or "", specs, max_legs)
-    except sweeps.Refused as exc:
-        raise Exit(str(exc), code=1) from None
-    label = label or sweeps.DEFAULT_LABEL
-    stem = run_tag.name(TAG_PREFIX, branch, stamp, label)
-    tags = sweeps.tag_names(stem, len(legs))
-    if taken := sweeps.taken(c, tags, remote):
-        raise Exit(f"Tag {taken[0]!r} already exists — wait a second or pass another --name.", code=1)
-    if not sweeps.has_run(c, past_runs.listed(c, TAG_PREFIX, remote), base):
-        print(sweeps.COLD.format(base=base[:12]))
-    if dry_run:
-        print(f"Would make sweep {stem}: {len(legs)} leg(s) on {base[:12]} ({branch}), each a commit that changes only")
-        print(f"{sweeps.PARAMS}, its tag pushed alone to {remote}:")
-        print("\n".join(f"  {tag}  {leg.label}" for leg, tag in zip(legs, tags, strict=True)))
-        return tags
-    pushed: list[str] = []
-    for leg, tag in zip(legs, tags, strict=True):
-        made = sweeps.commit(c, base, leg, sweeps.message(leg, label))
-        about = message or f"Leg {leg.number}/{leg.count} of sweep {stem}"
-        text = run_tag.annotation(about, branch, sweeps.trailers(stem, leg))
-        try:
-            run_tag.create_and_push(c, tag, text, remote, made)
-        except Exit as exc:
-            rest = "; ".join(later.label for later in legs[leg.number - 1 :])
-            left = f" Legs pushed (they run): {', '.join(pushed)}. Not made: {rest}." if pushed else ""
-            raise Exit(f"{exc.message}{left}", code=1) from None
-        pushed.append(tag)
-        print(f"Tagged {made} (leg {leg.number}/{leg.count}: {leg.label}) as {tag} and pushed it to {remote}.")
-    print(f"Each leg's results go to results/<its tag>; compare the legs: invoke runs --sweep {stem}")
-    return tags
+        _follow(runs, tags, "", timeout, follow.INTERVAL)
 
 
 @task(
     help={
-        "tag": "The run's tag (default: on GitHub Actions the pushed tag; locally the newest run tag at HEAD).",
+        "tag": "The run's tag (default: on CI the pushed tag; locally the newest run tag at HEAD).",
         "branch": "The branch the results go to (default: the one the tag names, or the only one that fits).",
         "remote": "The git remote to push to.",
         "dry_run": "Print the plan and change nothing.",
@@ -210,129 +197,26 @@ def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", d
     """Push the run's data, then commit dvc.lock as '<subject>-results' and push it to the tag's branch."""
     runner.at_root()
     auth = push_credential.git_auth(push_credential.withhold())  # for git's fetch and push alone, never DVC's
-    described = machine.describe_meanwhile()  # the runner's Python, OS and BLAS, for the results commit
+    described = machine.describe_meanwhile()  # the runner's Python, OS and BLAS, for the record
     env = runner.pipeline_environment()
-    if runner.on_actions(env):
-        runner.require_ci_settings(env)
-    tag = tag or run_tag.at_head(c, env, TAG_PREFIX) or ""
-    if not tag:
-        raise Exit("No run tag — pass --tag NAME (on GitHub Actions it comes from GITHUB_REF).", code=1)
+    runner.require_ci_settings(env)
+    runs = _runs(remote)
+    tag = results.tag_to_share(runs.git, env, tag, TAG_PREFIX)
     if not dry_run:
         dvc_remote.configure(env)  # the remote's endpoint in .dvc/config.local, before DVC reads its config, once
     stopped = "run it again in this clone to finish; no ref points at missing data"
-    with interrupts.stop_cleanly("invoke share", stopped), dvc_repo.opened(locked=True) as dvc:
+    with processes.stop_cleanly("invoke share", stopped), dvc_repo.opened(locked=True) as dvc:
         if not dry_run:
-            results_commit.fetch(c, auth, remote, tag)
-        commit = _check_shareable(c, env, tag, remote)
-        existing = results_commit.existing(c, remote, tag, commit)
-        target, unclear = (None, "") if existing else results_commit.pick_branch(c, remote, tag, commit, branch)
-        files = _check_results(c, dvc, commit)
-        subject = git(c, "log", "-1", "--format=%s", commit) or tag
-        runs, ci_url = tracking.run_records(), environment.ci_run_url(env)
-        details = report.details(c, dvc, TAG_PREFIX, tag, remote, described())  # and the branch's previous run
-        message = results_commit.message(subject, tag, commit, dvc.metric_lines(), runs, ci_url, details)
+            results.fetch(runs, auth, tag)
+        plan = results.plan(runs, dvc, env, tag, branch, described())
         if dry_run:
-            side = results_commit.side_branch(c, remote, tag)
-            _print_share_plan(tag, commit, remote, existing, target, unclear, side, files, message)
+            print(plan.text(remote))
             return
 
         # The data goes first, whatever happens next: once it is on the remote nothing of the run can be lost.
-        _push_data(dvc)
-        if existing:
-            outcome = f"Results of {tag} are already on {remote} as {existing[:12]}: nothing to commit (a re-run)."
-        elif results := results_commit.commit(c, env, commit, files, message):
-            outcome = results_commit.push(c, auth, remote, target, unclear, tag, commit, results)
-        else:
-            outcome = (
-                f"dvc.lock did not change: {commit[:12]} already records these results, so no commit was made. "
-                "The data is on the DVC remote."
-            )
-        report.summary(env, dvc, tag, commit, outcome, details)
-
-
-def _push_data(dvc: dvc_repo.Dvc) -> None:
-    """`dvc push --run-cache`, then make sure the remote holds every output dvc.lock names (DVC only warns)."""
-    print("$ dvc push --run-cache", flush=True)
-    try:
-        pushed = dvc.push()
-    except Exception as exc:  # noqa: BLE001 - DVC's own error (its details are logged above), in one line
-        said = environment.one_line(environment.scrub(str(exc)))
-        raise Exit(
-            f"Pushing the data failed ({said}) — nothing was committed or pushed to git; fix the remote and run "
-            "`invoke share` again.",
-            code=1,
-        ) from None
-    print(f"{pushed} file{'s' if pushed != 1 else ''} pushed" if pushed else "Everything is up to date.")
-    if missing := dvc.not_on_remote():
-        raise Exit(
-            f"The DVC remote lacks data dvc.lock names: {', '.join(missing)} — nothing was pushed to git; check "
-            "the remote and share again (if this clone lost the data too, `invoke repro --force` remakes it).",
-            code=1,
-        )
-
-
-def _check_shareable(c: Context, env: dict[str, str], tag: str, remote: str) -> str:
-    """Refuse to share what is not a run of `tag` here; else the tagged commit."""
-    commit = git(c, "rev-parse", "--verify", "--quiet", f"refs/tags/{tag}^{{commit}}")
-    if not commit:
-        raise Exit(
-            f"Tag {tag!r} is not in this clone — check the name, or fetch it: "
-            + shlex.join(["git", "fetch", remote, "--tags"]),
-            code=1,
-        )
-    # HEAD is the tagged commit, or the results commit an interrupted share made on it (this share finishes it).
-    if git(c, "rev-parse", "HEAD") != commit and not results_commit.is_results_of(c, "HEAD", tag, commit):
-        raise Exit(f"HEAD is not {tag} ({commit[:12]}) — check out the tag and run `invoke repro` there first.", code=1)
-    if not (environment.ROOT / "dvc.lock").exists():
-        raise Exit("There is no dvc.lock — run `invoke repro` first.", code=1)
-    if not dvc_remote.configured(env):
-        raise Exit(
-            "No DVC remote is configured — set MLFLOW_S3_ENDPOINT_URL (or DVC_REMOTE_ENDPOINT_URL / DVC_REMOTE_URL) "
-            "and AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (see .env.example): results are shared through it.",
-            code=1,
-        )
-    return commit
-
-
-def _check_results(c: Context, dvc: dvc_repo.Dvc, tagged: str) -> list[str]:
-    """Refuse outputs the remote cannot carry, a pipeline DVC calls out of date, and changes that are not results;
-    else the files the results commit holds."""
-    outputs = dvc.outputs()
-    if unshareable := [o.path for o in outputs if not (o.cached and o.pushed)]:
-        raise Exit(
-            f"Outputs the DVC remote cannot carry: {', '.join(unshareable)} (`cache: false` or `push: false` in "
-            "dvc.yaml), so a clone of the results could not pull them — drop those options, then repro and share.",
-            code=1,
-        )
-    if stale := dvc.stale():
-        raise Exit(
-            f"DVC says the pipeline is not up to date here: {'; '.join(stale)} — run `invoke repro` (and fix the "
-            "stage that fails) before sharing; nothing was pushed.",
-            code=1,
-        )
-    return results_commit.result_files(c, tagged, [o.path for o in outputs])
-
-
-def _print_share_plan(
-    tag: str,
-    commit: str,
-    remote: str,
-    existing: str | None,
-    target: str | None,
-    unclear: str,
-    side: str,
-    files: list[str],
-    message: str,
-) -> None:
-    print(f"Tag {tag} → commit {commit}")
-    print("1. dvc push --run-cache, then check that the DVC remote holds every output dvc.lock names")
-    if existing:
-        print(f"2. nothing more: results of {tag} are already on {remote} as {existing}")
-        return
-    print(f"2. git add {shlex.join(files) or '(nothing changed)'}; commit on {commit[:12]}:\n")
-    print("   " + message.replace("\n", "\n   "))
-    where = f"{target}  (if it moved on or refuses: {side})" if target else f"{side}  ({unclear})"
-    print(f"3. git push {shlex.quote(remote)} HEAD:refs/heads/{where}")
+        results.push_data(dvc)
+        said = results.record_and_push(runs, auth, env, plan)
+        report.summary(env, dvc, plan.outcome, said)
 
 
 # -- Checking a machine -------------------------------------------------------------------------------------------
@@ -352,7 +236,7 @@ def doctor(
     """Check this machine can run and share the pipeline: one row per check (ok / failed: why / fix)."""
     runner.at_root()
     env = runner.pipeline_environment(strict=False)  # an unreadable .env is a row of its own
-    rows = checks.doctor(env, on_runner or runner.on_actions(env), remote, network=not dry_run)
+    rows = checks.doctor(env, on_runner or ci.on_ci(env), remote, network=not dry_run)
     if json:
         import json as json_
 
@@ -393,42 +277,41 @@ def runs(
     ascending: bool = False,
     remote: str = "origin",
 ) -> None:
-    """List the runs, newest first, with their state; or one run's whole chain (--run), or what made a file (--find)."""
+    """List the runs, newest first, with how they ended; or one run's whole chain (--run), or what made a file."""
     runner.at_root()
-    if fetch:
-        past_runs.fetch_or_say(c, remote, "showing")
-    listed = past_runs.listed(c, TAG_PREFIX, remote)
+    env = runner.pipeline_environment()
+    known = _runs(remote, fetch, "showing")
     if sweep:
-        try:
-            stem, legs = sweeps.named(listed, sweep)
-            text, best = sweeps.table(stem, legs, sort, ascending)
-        except sweeps.Refused as exc:
-            raise Exit(str(exc), code=1) from None
-        adopt = f"\n\n{sweeps.adopt(c, best, remote)}" if best else ""
-        print(past_runs.as_json([leg.run for leg in legs]) if json else text + adopt)
+        print(_sweep_table(known, sweep, sort, ascending, json))
         return
     if run:
-        chosen, env = _resolve(c, run, remote), runner.pipeline_environment()
+        chosen = known.resolve(run)
         dvc_remote.configure(env)  # the chain says which outputs the remote holds
-        print(past_runs.as_json([chosen]) if json else report.chain(c, env, chosen))
+        print(as_json([chosen]) if json else report.chain(known, env, chosen))
         if not json:  # MLflow asked only here, with a short timeout: the listing below stays git-only
-            print(f"\n{registry.section(c, env, chosen, listed)}")
+            print(f"\n{registry.section(known, env, chosen)}")
         return
+    listed = known.all
     if find:
-        try:
-            needle = past_runs.needle(find)
-        except past_runs.RunNotFound as exc:
-            raise Exit(str(exc), code=1) from None
-        hits = past_runs.find(c, listed, needle)
+        hits = known.find(looked_for := needle(find))
         if not hits:
-            raise Exit(f"No run's results record {find} ({needle}) — no shared run made it (a local repro?).", code=1)
+            raise Exit(f"No run's results record {find} ({looked_for}) — no shared run made it (a local repro?).")
         listed = [r for r, _ in hits]
         if not json:
             print("\n".join(f"{r.tag}  results {r.results[:12]} on {r.where}: {why}" for r, why in hits))
             return
-    listed = past_runs.of_branch(listed, branch) if branch else listed
+    listed = known.of_branch(branch, listed) if branch else listed
     listed = listed[:limit] if limit > 0 else listed
-    print(past_runs.as_json(listed) if json else report.runs_table(listed, runner.pipeline_environment()))
+    print(as_json(listed) if json else report.runs_table(listed, env))
+
+
+def _sweep_table(runs: Runs, name: str, sort: str, ascending: bool, json: bool) -> str:
+    """`runs --sweep`: the legs' params against their metrics, and how to adopt the best leg."""
+    stem, legs = sweep.named(runs.all, name)
+    if json:
+        return as_json([leg.run for leg in legs])
+    text, best = sweep.table(stem, legs, sort, ascending)
+    return text + (f"\n\n{sweep.adopt(runs.git, best, runs.remote)}" if best else "")
 
 
 @task(
@@ -447,40 +330,24 @@ def compare(
     """Compare two runs' params and metrics with DVC's diffs (default: the branch's newest run and the one before)."""
     runner.at_root()
     env = runner.pipeline_environment()
-    if fetch:
-        past_runs.fetch_or_say(c, remote, "comparing")
-    new = _resolve(c, a, remote)
-    listed = past_runs.listed(c, TAG_PREFIX, remote)
-    old = (
-        _resolve(c, b, remote)
-        if b
-        else sweeps.base_run(c, listed, new) or past_runs.previous(listed, new.tag, new.branch)
-    )
+    runs = _runs(remote, fetch, "comparing")
+    new = runs.with_results(a)
+    old = runs.with_results(b) if b else runs.base_of(new) or runs.previous(new)
     if old is None:
-        raise Exit(f"No run before {new.tag} on {new.branch} has results — name one with -b RUN.", code=1)
-    for r in (old, new):
-        if not r.results:
-            raise Exit(f"Run {r.tag} has no results yet ({r.state}) — wait for its job, or name another run.", code=1)
+        raise Exit(f"No run before {new.tag} on {new.branch} has results — name one with -b RUN.")
     dvc_remote.configure(env)
     with dvc_repo.opened() as dvc:
         failed = comparison.fetch(dvc, [old.results, new.results])  # metric and plot files are DVC outputs
-        text = comparison.text(c, dvc, comparison.rev(old), comparison.rev(new), md)
+        text = comparison.text(runs.git, dvc, comparison.rev(old), comparison.rev(new), md)
     print(f"{comparison.rev(old)} = {old.tag}\n{comparison.rev(new)} = {new.tag}\n")
     print(
         text
         + (f"(Fetching their metric and plot files failed: {failed})" if failed and comparison.MISSING in text else "")
     )
     if plots:
-        if error := comparison.plots(c, env, comparison.rev(old), comparison.rev(new), plots):
-            raise Exit(f"DVC could not render the plots ({error}) — check the plots dvc.yaml declares.", code=1)
+        if error := comparison.plots(env, comparison.rev(old), comparison.rev(new), plots):
+            raise Exit(f"DVC could not render the plots ({error}) — check the plots dvc.yaml declares.")
         print(f"Plots of both runs: {Path(plots).resolve() / 'index.html'}")
-
-
-def _resolve(c: Context, spec: str, remote: str) -> past_runs.Run:
-    try:
-        return past_runs.resolve(c, TAG_PREFIX, spec, remote)
-    except past_runs.RunNotFound as exc:
-        raise Exit(str(exc), code=1) from None
 
 
 # -- Starting your project from the template -----------------------------------------------------------------------
@@ -496,19 +363,20 @@ def _resolve(c: Context, spec: str, remote: str) -> past_runs.Run:
 def init(c: Context, name: str, keep_example: bool = False, dry_run: bool = False) -> None:
     """Make this clone your project NAME: the name everywhere, the example replaced by a skeleton, one commit."""
     runner.at_root()
+    git = Git()
     project.check_name(name)
-    project.check_can_commit(c)
-    changes = project.plan(c, name, keep_example)
+    project.check_can_commit(git)
+    changes = project.plan(git, name, keep_example)
     if not changes:
         raise Exit(f"This clone is project {name} already: nothing to change.", code=0)
     text = project.message(name, changes)
     if dry_run:
-        print(f"Would commit on {git(c, 'symbolic-ref', '--quiet', '--short', 'HEAD') or 'HEAD'}:\n")
+        print(f"Would commit on {git.branch() or 'HEAD'}:\n")
         print("".join(f"   {line}\n" if line else "\n" for line in text.splitlines()))
         print("Nothing was changed (--dry-run).")
         return
-    commit = project.apply(c, changes, text)
-    print(project.next_steps(c, name, commit, keep_example))
+    commit = project.apply(git, changes, text)
+    print(project.next_steps(git, name, commit, keep_example))
 
 
 # -- Models: from a run to the registry's alias --------------------------------------------------------------------
@@ -535,36 +403,24 @@ def promote(
     """Point an MLflow alias (default champion) at the model version a run made, and print its models:/ URI."""
     runner.at_root()
     env = runner.pipeline_environment()
-    try:
-        registry.check_alias(alias)
-        if fetch:
-            past_runs.fetch_or_say(c, remote, "using")
-        chosen = _resolve(c, run, remote)
-        # Its results commit names the MLflow runs that made its outputs, the model's too when train was restored.
-        shared = registry.results_of(chosen, past_runs.listed(c, TAG_PREFIX, remote))
-        if shared is None:
-            raise registry.Refused(
-                f"Run {chosen.tag} has no results commit yet ({chosen.state}) — wait for its job to share them "
-                f"(`invoke runs --run {chosen.tag}` shows it), then promote it."
+    registry.check_alias(alias)
+    runs = _runs(remote, fetch, "using")
+    # Its results commit names the MLflow runs that made its outputs, the model's too when train was restored.
+    chosen = runs.with_results(run, say=lambda text: print(f"{text}."))
+    client = registry.connect(env)  # a short-timeout check first: no four minutes of MLflow's retries
+    versions = registry.produced(client, chosen, runs.git, env)
+    with registry.speaking(env):
+        for version in versions:
+            held_by = registry.previous_holder(client, version.name, alias)
+            what = (
+                f"{version.name} version {version.version} (MLflow run {version.run_id}; results "
+                f"{chosen.results[:12]} on {chosen.where})"
             )
-        if shared.tag != chosen.tag:
-            print(f"{registry.borrowed(chosen, shared)}.")
-        client = registry.connect(env)  # a short-timeout check first: no four minutes of MLflow's retries
-        versions = registry.produced(client, shared, c, env)
-        with registry.speaking(env):
-            for version in versions:
-                held_by = registry.previous_holder(client, version.name, alias)
-                what = (
-                    f"{version.name} version {version.version} (MLflow run {version.run_id}; results "
-                    f"{shared.results[:12]} on {shared.where})"
-                )
-                if dry_run:
-                    print(f"Would point alias {alias!r} at {what}; it is on {_version(held_by)} now.")
-                    continue
-                registry.promote(client, version, alias, shared)  # tags the version with its results commit first
-                print(f"Alias {alias!r} now points at {what}; it was on {_version(held_by)}.")
-    except registry.Refused as exc:
-        raise Exit(str(exc), code=1) from None
+            if dry_run:
+                print(f"Would point alias {alias!r} at {what}; it is on {_version(held_by)} now.")
+                continue
+            registry.promote(client, version, alias, chosen)  # tags the version with its results commit first
+            print(f"Alias {alias!r} now points at {what}; it was on {_version(held_by)}.")
     if not dry_run:
         print("\n".join(registry.uri(v.name, alias) for v in versions))  # last: what a deployment loads
 
@@ -581,8 +437,8 @@ def _version(number: str | None) -> str:
     help={
         "run": "A run to follow (its tag); repeat for several. Default: the branch's newest run, or its sweep's legs.",
         "sweep": "Follow every leg of this sweep (its name, or the label tag-run gave it).",
-        "timeout": f"Give up after this many seconds (exit 2; default {watching.TIMEOUT:g}).",
-        "interval": f"Seconds between two looks at the remote and GitHub's API (default {watching.INTERVAL:g}).",
+        "timeout": f"Give up after this many seconds (exit 2; default {follow.TIMEOUT:g}).",
+        "interval": f"Seconds between two looks at the remote and GitHub's API (default {follow.INTERVAL:g}).",
         "remote": "The git remote the results are pushed to.",
     },
 )
@@ -590,25 +446,24 @@ def watch(
     c: Context,
     run: list[str] | None = None,
     sweep: str = "",
-    timeout: float = watching.TIMEOUT,
-    interval: float = watching.INTERVAL,
+    timeout: float = follow.TIMEOUT,
+    interval: float = follow.INTERVAL,
     remote: str = "origin",
 ) -> None:
-    """Follow runs until their results are on the remote: a status line each, then their metrics (exit 0, 1, 2)."""
+    """Follow runs until they end: a status line each, then their metrics (exit 0 results, 1 failed, 2 not ended)."""
     runner.at_root()
-    _follow(c, run or [], sweep, remote, timeout, interval)
+    _follow(_runs(remote), run or [], sweep, timeout, interval)
 
 
-def _follow(c: Context, specs: list[str], sweep: str, remote: str, timeout: float, interval: float) -> None:
-    """Exit 0 once every run's results landed (printing them), 1 at a failure, 2 at the timeout or for no run."""
+def _follow(runs: Runs, specs: list[str], sweep_name: str, timeout: float, interval: float) -> None:
+    """Exit 0 once every run has results (printing them), 1 at a failure, 2 at the timeout or for no run."""
     env = runner.pipeline_environment()  # GH_TOKEN may come from .env
-    past_runs.fetch_or_say(c, remote, "following")
+    runs.fetch_or_say("following")
     try:
-        chosen = watching.chosen(c, TAG_PREFIX, past_runs.listed(c, TAG_PREFIX, remote), specs, sweep, remote)
-    except (past_runs.RunNotFound, sweeps.Refused) as exc:
-        raise Exit(str(exc), code=watching.TIMED_OUT) from None
-    tags = [r.tag for r in chosen]
-    code, said = watching.follow(c, TAG_PREFIX, tags, remote, timeout, interval, env)
-    if code != watching.LANDED:
+        tags = [r.tag for r in follow.chosen(runs, specs, sweep_name)]
+    except Refused as exc:
+        raise Exit(str(exc), code=follow.TIMED_OUT) from None
+    code, said = follow.follow(runs, tags, timeout, interval, env)
+    if code != follow.LANDED:
         raise Exit(said, code=code)
-    print(f"\n{watching.outcome(c, TAG_PREFIX, tags, remote)}")
+    print(f"\n{follow.outcome(runs, tags)}")

@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pytest
 from gitrepos import ROOT, clone, copy_project, publish
+from loop_fixtures import ACTOR, RUN_ID, SECRETS, Remote, make_pipeline_cache, prefix_of
 
 from src.runloop import services
+from src.runloop.act import Act
+from src.runloop.project import WORKFLOW
 from src.runloop.services import MLFLOW_ARTIFACT_BUCKET, MlflowServer, S3Server
 
 
@@ -132,3 +135,45 @@ def dev(project: Path, origin: Path, tmp_path: Path) -> Path:
     """A developer's clone of `origin`, which holds the project's main."""
     publish(project, origin)
     return clone(origin, tmp_path / "dev")
+
+
+@pytest.fixture(scope="session")
+def pipeline_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The DVC cache (outputs and run cache) of one pipeline run of the project, without any remote."""
+    return make_pipeline_cache(tmp_path_factory.mktemp("pipeline"))
+
+
+@pytest.fixture
+def remote(s3: S3) -> Remote:
+    """The committed remote's bucket, emptied: the act runs get no DVC setting a real runner would not have."""
+    bucket, prefix = prefix_of(ROOT / ".dvc" / "config")
+    client = s3.server.client()
+    if bucket not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
+        client.create_bucket(Bucket=bucket)
+    for key in s3.server.keys(bucket):
+        client.delete_object(Bucket=bucket, Key=key)
+    return Remote(bucket, prefix)
+
+
+@pytest.fixture
+def act(tmp_path: Path, s3: S3, remote: Remote, mlflow_server: MlflowServer) -> Act:
+    """act set up as a runner of the repository: the workflow's secrets and variables naming the test's services."""
+    # Only what the workflow's environment block and GitHub give a runner: no DVC_REMOTE_URL, no AWS region.
+    return Act(
+        tmp_path,
+        WORKFLOW,
+        SECRETS,
+        {"MLFLOW_URL": mlflow_server.url, "MLFLOW_S3_ENDPOINT_URL": s3.server.endpoint_url},
+        {
+            "GITHUB_REPOSITORY": "example-org/mlproj",
+            "GITHUB_RUN_ID": RUN_ID,
+            "GITHUB_SERVER_URL": "https://github.example",
+        },
+        actor=ACTOR,
+    )
+
+
+@pytest.fixture(scope="session")
+def venv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One XDG_CACHE_HOME for the whole session: the venv of the lock is installed once and reused."""
+    return tmp_path_factory.mktemp("xdg-cache")

@@ -12,17 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 from gitrepos import BIN, clone, git, invoke
 
 NOX = BIN / "nox"
-
-
-@pytest.fixture(scope="session")
-def venv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One XDG_CACHE_HOME for the whole session: the venv of the lock is installed once and reused."""
-    return tmp_path_factory.mktemp("xdg-cache")
 
 
 def s3_env(s3, cache: Path | None = None, **extra: str) -> dict[str, str]:

@@ -99,8 +99,8 @@ def test_compare_refuses_a_run_without_results(dev, origin, tmp_path):
     result = invoke(user, "compare", "-a", tag, "-b", tag)
 
     assert result.returncode == 1
-    assert (
-        f"Run {tag} has no results yet (waiting for results) — wait for its job, or name another run." in result.stdout
+    assert result.stdout.strip() == (
+        f"Run {tag} has no results (waiting for results) — `invoke watch --run {tag}` follows it; or name another run."
     )
     assert "Traceback" not in result.stdout
     nothing = invoke(user, "compare")

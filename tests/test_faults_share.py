@@ -19,17 +19,13 @@ from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
-import yaml
 from gitrepos import (
     INVOKE,
-    clone,
     commit_file,
     commit_of,
-    copy_cache,
     dvc_key,
     files_named,
     git,
-    invoke,
     lock_outs,
     parents,
     refs,
@@ -38,57 +34,21 @@ from gitrepos import (
     tag_run,
     trailers,
 )
-from test_share import make_pipeline_cache, runner, s3_env, share
+from loop_fixtures import (
+    add_stage,
+    keys_of,
+    repro_at,
+    runner,
+    s3_env,
+    share,
+    writes,
+)
 
 import tasks
 from src.runloop import dvc_repo
-from src.runloop.commands import DVC
+from src.runloop.dvc_repo import COMMAND as DVC
 
 P = tasks.TAG_PREFIX  # tags the tests make by hand start like tag-run's
-
-
-@pytest.fixture(scope="module")
-def pipeline_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_pipeline_cache(tmp_path_factory.mktemp("pipeline"))
-
-
-def add_stage(dev: Path, name: str, script: str, outs: dict[str, dict]) -> None:
-    """Commit and push a stage `name` running the Python `script`, with `outs` (path → DVC options)."""
-    (dev / "stages").mkdir(exist_ok=True)
-    (dev / "stages" / f"{name}.py").write_text(script)
-    pipeline = yaml.safe_load((dev / "dvc.yaml").read_text())
-    pipeline["stages"][name] = {
-        "cmd": f"python stages/{name}.py",
-        "deps": [f"stages/{name}.py"],
-        "outs": [{path: options} if options else path for path, options in outs.items()],
-    }
-    (dev / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
-    git("add", "-A", cwd=dev)
-    git("commit", "--quiet", "-m", f"Add stage {name}", cwd=dev)
-    git("push", "--quiet", "origin", "HEAD", cwd=dev)
-
-
-def writes(*paths: str) -> str:
-    """A stage script that writes each of `paths`."""
-    return "".join(
-        f"import os\nos.makedirs(os.path.dirname({p!r}), exist_ok=True)\nopen({p!r}, 'w').write('x')\n" for p in paths
-    )
-
-
-def repro_at(
-    origin: Path, path: Path, tag: str, cache: Path, env: dict[str, str]
-) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    """A runner's clone at `tag` after `invoke repro` (stages in the cache are restored), and how repro went."""
-    clone(origin, path, f"refs/tags/{tag}")
-    copy_cache(cache, path)
-    result = invoke(path, "repro", env=env)
-    assert "Traceback" not in result.stdout
-    return path, result
-
-
-def keys_of(lock_text: str) -> set[str]:
-    """The keys the outputs a dvc.lock names have in a DVC remote."""
-    return {dvc_key(md5) for md5 in lock_outs(lock_text).values()}
 
 
 # -- row 10: a stage crashed, share is run anyway ----------------------------------------------------------------

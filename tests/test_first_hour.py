@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from gitrepos import clone, git, invoke, invoke_repro, local_tags, md5s, outputs, record, refs, stages
 
-from src.runloop import pipeline, report, tracking
+from src.runloop import lock, report, tracking
 
 DVC = [sys.executable, "-m", "dvc"]
 REMINDERS = ("To track the changes with git", "git add dvc.lock", "core.autostage", "Use `dvc push`")
@@ -75,30 +76,34 @@ def test_metrics_are_one_per_line_when_the_table_is_wide():
     assert report.metrics_text("", lambda: lines, 100) == "  (no metrics)"
 
 
+def changed(old: dict, new: dict) -> list[str] | None:
+    return lock.Lock(yaml.safe_dump(old)).changed_outputs(lock.Lock(yaml.safe_dump(new)))
+
+
 def test_changed_outputs_of_two_locks():
-    def lock(model: str, record: str, seed: int = 1) -> dict:
+    def locked(model: str, record: str, seed: int = 1) -> dict:
         outs = [{"path": "models/m.pkl", "md5": model}, {"path": "runs/train.json", "md5": record}]
         return {"stages": {"train": {"cmd": "python -m t", "params": {"params.yaml": {"seed": seed}}, "outs": outs}}}
 
-    assert pipeline.changed_outputs(lock("m1", "r1"), lock("m1", "r2")) == ["runs/train.json"]
-    assert pipeline.changed_outputs(lock("m1", "r1"), lock("m2", "r2")) == ["models/m.pkl", "runs/train.json"]
-    assert pipeline.changed_outputs(lock("m1", "r1"), lock("m1", "r1")) == []
-    assert pipeline.changed_outputs(lock("m1", "r1"), lock("m1", "r2", seed=2)) is None  # a new result
+    assert changed(locked("m1", "r1"), locked("m1", "r2")) == ["runs/train.json"]
+    assert changed(locked("m1", "r1"), locked("m2", "r2")) == ["models/m.pkl", "runs/train.json"]
+    assert changed(locked("m1", "r1"), locked("m1", "r1")) == []
+    assert changed(locked("m1", "r1"), locked("m1", "r2", seed=2)) is None  # a new result
     # A later stage that reads the run record: its dependency on it is not data in.
     score = {
         "cmd": "python -m s",
         "deps": [{"path": "runs/train.json", "md5": "r1"}, {"path": "data.csv", "md5": "d1"}],
     }
-    old = {"stages": {**lock("m1", "r1")["stages"], "score": score}}
+    old = {"stages": {**locked("m1", "r1")["stages"], "score": score}}
     new = {
         "stages": {
-            **lock("m1", "r2")["stages"],
+            **locked("m1", "r2")["stages"],
             "score": {**score, "deps": [{**score["deps"][0], "md5": "r2"}, {**score["deps"][1]}]},
         }
     }
-    assert pipeline.changed_outputs(old, new) == ["runs/train.json"]
+    assert changed(old, new) == ["runs/train.json"]
     new["stages"]["score"]["deps"][1]["md5"] = "d2"
-    assert pipeline.changed_outputs(old, new) is None
+    assert changed(old, new) is None
 
 
 @pytest.mark.slow

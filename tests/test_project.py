@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 from gitrepos import INVOKE
-from invoke import Exit
 
 import tasks
 from src.runloop import project as names
 from src.runloop import skeleton
+from src.runloop.refusal import Refused
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every kind of copy the template holds; the agreement check must look at each of them.
@@ -120,11 +120,11 @@ def test_check_name_takes_a_usable_name(name):
     ],
 )
 def test_check_name_refuses_what_would_break_somewhere(name, why):
-    with pytest.raises(Exit) as refused:
+    with pytest.raises(Refused) as refused:
         names.check_name(name)
 
-    assert refused.value.message.startswith(f"{name!r} is not a usable project name — ")
-    assert why in refused.value.message
+    assert str(refused.value).startswith(f"{name!r} is not a usable project name — ")
+    assert why in str(refused.value)
 
 
 def test_tasks_read_the_name_from_invoke_yaml(project):
@@ -150,7 +150,7 @@ def test_a_broken_settings_file_is_one_line(project):
 
 
 def test_skeleton_deps_follow_what_the_stage_imports(tmp_path):
-    kept = ("environment", "machine", "stage", "tracking")
+    kept = ("environment", "git", "machine", "refusal", "stage", "tracking")
     assert skeleton.runloop_deps() == [f"src/runloop/{m}.py" for m in kept]
     # A module the machinery's stage side starts to import becomes a dependency too.
     machinery = tmp_path / "src" / "runloop"

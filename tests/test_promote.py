@@ -20,12 +20,15 @@ from pathlib import Path
 import pytest
 import yaml
 from gitrepos import clone, commit_file, git, invoke, lock_outs, record, show, tag_run
+from loop_fixtures import (
+    record_by_hand,
+)
 from reproduce_fixtures import ok, push_dev, runner_run
-from test_runs import share_by_hand
 
 import tasks
-from src.runloop import registry, results_commit
-from src.runloop.runs import Run
+from src.runloop import record as records
+from src.runloop import registry
+from src.runloop.runs import Run, RunNotFound, Runs
 
 # What the DVC-tracked model predicts on the held-out points, computed by the pipeline's own code in a clone.
 HELD_OUT = (
@@ -179,12 +182,13 @@ def test_promote_a_shared_run_then_the_runs_that_restored_its_model(
 
 def local_run(project: Path, tag: str) -> str:
     """Tag HEAD as a run, run the pipeline here (embedded MLflow store) and commit its results as share does."""
-    git("tag", "--annotate", "--cleanup=verbatim", "-m", "Local run\n\nBranch: main\n", tag, cwd=project)
+    annotation = records.annotation(records.Launch("Local run", "main"))
+    git("tag", "--annotate", "--cleanup=verbatim", "-m", annotation, tag, cwd=project)
     tagged = git("rev-parse", "HEAD", cwd=project)
     ok(invoke(project, "repro"))
-    runs = [record(project, stage) for stage in ("evaluate", "train")]
+    runs = tuple(record(project, stage)["run_id"] for stage in ("evaluate", "train"))
     git("add", "dvc.lock", cwd=project)
-    message = results_commit.message("Local", tag, tagged, [], runs, None)
+    message = records.message(records.Outcome(records.RESULTS, tag, tagged, "Local", mlflow_runs=runs))
     git("commit", "--quiet", "--cleanup=verbatim", "-m", message, cwd=project)
     return git("rev-parse", "HEAD", cwd=project)
 
@@ -250,8 +254,8 @@ def test_promote_refuses_an_unknown_run_and_one_without_results(dev, origin, tmp
 
     assert "'run-nope' is neither a run tag nor a commit here — `invoke runs` lists the runs" in unknown
     assert without.strip() == (
-        f"Run {waiting} has no results commit yet (waiting for results) — wait for its job to share them "
-        f"(`invoke runs --run {waiting}` shows it), then promote it."
+        f"Run {waiting} has no results (waiting for results) — `invoke watch --run {waiting}` follows it; or name "
+        "another run."
     )
     assert "No run of branch 'main' has results yet — name one (`invoke runs` lists them)" in default
     assert alias.strip() == (
@@ -259,14 +263,17 @@ def test_promote_refuses_an_unknown_run_and_one_without_results(dev, origin, tmp
         "MLflow reserves), e.g. champion or staging."
     )
     chain = ok(invoke(user, "runs", "--run", waiting, "--no-fetch"))
-    assert model_lines(chain) == [f"  none yet: {waiting} has no results commit"]
+    assert model_lines(chain) == [
+        f"  not shown: Run {waiting} has no results (waiting for results) — `invoke watch --run {waiting}` follows "
+        "it; or name another run."
+    ]
 
 
 def test_promote_refuses_a_store_that_is_not_there_or_lacks_the_runs(dev, origin, tmp_path):
     from mlflow.tracking import MlflowClient
 
     tag = tag_run(dev)
-    share_by_hand(origin, tmp_path / "runner", tag, "refs/heads/main", ["metrics/eval.json acc: 0.9"])
+    record_by_hand(origin, tmp_path / "runner", tag, "refs/heads/main", ["metrics/eval.json acc: 0.9"])
     user = clone(origin, tmp_path / "user")
     down = {**os.environ, "MLFLOW_TRACKING_URI": "http://ci:pw-secret-42@127.0.0.1:9"}
 
@@ -297,24 +304,32 @@ def test_promote_refuses_a_store_that_is_not_there_or_lacks_the_runs(dev, origin
 
 
 def _run(tag: str, commit: str, results: str | None = None, where: str | None = None) -> Run:
-    return Run(tag=tag, date="2026-01-01T00:00:00+00:00", commit=commit, branch="main", results=results, where=where)
+    outcome = records.Outcome(records.RESULTS, tag, commit) if results else None
+    launch = records.Launch("", "main")
+    return Run(tag, "2026-01-01T00:00:00+00:00", commit, launch, outcome, results=results, where=where)
 
 
-def test_a_run_without_results_of_its_own_borrows_those_holding_them():
+def test_a_run_of_an_older_template_without_results_of_its_own_borrows_those_holding_them():
     first = _run("run-a", "c1", results="r1", where="main")
     second = _run("run-b", "c1")  # the same commit: share found main holding its results
     on_results = _run("run-c", "r1")  # tagged on first's results commit: dvc.lock unchanged
     elsewhere = _run("run-d", "c2")
     aside = _run("run-e", "c3", results="r3", where="results/run-e")
     late = _run("run-f", "c3")  # its branch never took run-e's results: they are not its own
-    runs = [late, aside, elsewhere, on_results, second, first]
+    failed = Run("run-g", "", "c1", records.Launch("", "main"), records.Outcome(records.FAILED, "run-g", "c1"))
+    runs = Runs(prefix="run-", known=[failed, late, aside, elsewhere, on_results, second, first])
+    said: list[str] = []
 
-    assert registry.results_of(first, runs) is first
-    assert registry.results_of(second, runs) is first
-    assert registry.results_of(on_results, runs) is first
-    assert registry.results_of(elsewhere, runs) is None
-    assert registry.results_of(late, runs) is None
-    assert registry.borrowed(second, first) == "run-b has no results commit of its own: run-a's (r1) holds its results"
+    assert runs.with_results("run-a", say=said.append) is first
+    assert runs.with_results("run-b", say=said.append) is first
+    assert runs.with_results("run-c", say=said.append) is first
+    assert said == [
+        "run-b has no results commit of its own: run-a's (r1) holds its results",
+        "run-c has no results commit of its own: run-a's (r1) holds its results",
+    ]
+    for tag, why in (("run-d", "waiting for results"), ("run-f", "waiting for results"), ("run-g", "failed")):
+        with pytest.raises(RunNotFound, match=re.escape(f"Run {tag} has no results ({why}) — ")):
+            runs.with_results(tag)
 
 
 @pytest.mark.parametrize("alias", ["champion", "staging", "prod_2", "A-b"])

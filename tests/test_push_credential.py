@@ -11,11 +11,12 @@ import subprocess
 import sys
 
 import pytest
-from invoke import Exit
 
 from src.runloop import environment, push_credential, runner
+from src.runloop.refusal import Refused
 
 ALL_BUT_THE_TOKEN = {
+    "GITHUB_ACTIONS": "true",  # on CI: the check applies there alone
     "MLFLOW_URL": "http://127.0.0.1:9",
     "MLFLOW_S3_ENDPOINT_URL": "http://127.0.0.1:9",
     "AWS_ACCESS_KEY_ID": "k",
@@ -50,7 +51,7 @@ def test_the_settings_check_takes_the_workflows_flag_for_the_token():
     runner.require_ci_settings({**ALL_BUT_THE_TOKEN, "ACCESS_TOKEN_SET": "true"})  # repro's step: the flag only
     runner.require_ci_settings({**ALL_BUT_THE_TOKEN, "ACCESS_TOKEN": "tok-123"})  # share's step: the token
 
-    with pytest.raises(Exit) as refused:
+    with pytest.raises(Refused) as refused:
         runner.require_ci_settings({**ALL_BUT_THE_TOKEN, "ACCESS_TOKEN_SET": "false"})  # the secret is missing
 
-    assert str(refused.value.message).startswith("Missing on this runner: ACCESS_TOKEN (from secret ACCESS_TOKEN) — ")
+    assert str(refused.value).startswith("Missing on this runner: ACCESS_TOKEN (from secret ACCESS_TOKEN) — ")

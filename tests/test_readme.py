@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from src.runloop import runner
+from src.runloop import ci
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -77,11 +77,11 @@ def test_session_table_matches_nox_list() -> None:
 def test_every_variable_the_template_reads_is_documented() -> None:
     table = _section("Environment variables")
     example = re.findall(r"^([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), flags=re.MULTILINE)
-    assert set(runner.CI_SETTINGS) <= set(example), ".env.example must list every variable a CI run needs"
+    assert set(ci.SETTINGS) <= set(example), ".env.example must list every variable a CI run needs"
     code = "".join(p.read_text() for p in [ROOT / "tasks.py", *sorted((ROOT / "src").rglob("*.py"))])
-    read = set(re.findall(r"""(?:env_value\(|env\.get\(|environ\.get\()["']([A-Z][A-Z0-9_]+)["']""", code))
+    read = set(re.findall(r"""(?:env_value\(|_value\(|env\.get\(|environ\.get\()["']([A-Z][A-Z0-9_]+)["']""", code))
     assert {"MLFLOW_URL", "GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY"} <= read  # the scan finds what the code reads
-    for name in {*example, *runner.CI_SETTINGS, *read, "RUN_TAG"} - {"PATH"}:  # PATH is only extended
+    for name in {*example, *ci.SETTINGS, *read, "RUN_TAG"} - {"PATH"}:  # PATH is only extended
         assert f"`{name}`" in table, f"README's environment table misses {name}"
 
 

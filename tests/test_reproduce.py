@@ -18,10 +18,9 @@ from pathlib import Path
 
 import gitrepos
 import pytest
-import reproduce_fixtures
-import test_workflow
 import yaml
 from gitrepos import clone, dvc_key, git, invoke, lock_outs, show, tag_run
+from loop_fixtures import ran
 from reproduce_fixtures import (
     first_output,
     metrics_stage,
@@ -32,14 +31,10 @@ from reproduce_fixtures import (
     s3_env,
     stages,
 )
-from test_workflow import ran
 
 import tasks
-from src.runloop import machine, reproduction, results_commit, tracking
-
-# Fixtures from elsewhere, under their own names.
-venv_cache = reproduce_fixtures.venv_cache
-act, remote = test_workflow.act, test_workflow.remote
+from src.runloop import lock, machine, reproduction, tracking
+from src.runloop import record as records
 
 # -- the verdict, from hashes and DVC's metrics diff ---------------------------------------------------------------
 
@@ -59,15 +54,15 @@ stages:
 
 
 def test_lock_hashes_leave_out_the_mlflow_records():
-    assert reproduction.lock_hashes(LOCK.format(model="aa", record="r1")) == {
+    assert lock.Lock(LOCK.format(model="aa", record="r1")).hashes() == {
         "models/model.pkl": "aa",
         "metrics/train.json": "0d8f",
     }
 
 
 def test_same_hashes_are_bit_identical_whatever_the_records_say():
-    recorded = reproduction.lock_hashes(LOCK.format(model="aa", record="r1"))
-    new = reproduction.lock_hashes(LOCK.format(model="aa", record="r2"))
+    recorded = lock.Lock(LOCK.format(model="aa", record="r1")).hashes()
+    new = lock.Lock(LOCK.format(model="aa", record="r2")).hashes()
     assert reproduction.differing(recorded, new) == []
     assert reproduction.judge([], {}).name == "bit-identical"
 
@@ -116,8 +111,8 @@ def test_a_run_that_is_not_there_or_has_no_results_cannot_be_reproduced(project)
     assert (missing.returncode, waiting.returncode, nothing.returncode) == (2, 2, 2)
     assert "Could not reproduce: 'run-nope' is neither a run tag nor a commit here" in missing.stdout
     assert (
-        f"Could not reproduce: Run {tag} has no results commit (waiting for "
-        "results) — wait for its job to share them" in waiting.stdout
+        f"Could not reproduce: Run {tag} has no results (waiting for results) — `invoke watch --run {tag}` follows "
+        "it; or name another run." in waiting.stdout
     )
     assert "Could not reproduce: No run of branch 'main' has results yet" in nothing.stdout
     assert "Traceback" not in missing.stdout + waiting.stdout + nothing.stdout
@@ -220,14 +215,15 @@ NOISE = (
 
 def local_run(project: Path, tag: str, tamper: dict[str, str] | None = None) -> str:
     """Tag HEAD as a run, run the pipeline here and commit its results as share does (`tamper`: path → md5)."""
-    git("tag", "--annotate", "--cleanup=verbatim", "-m", "Local run\n\nBranch: main\n", tag, cwd=project)
+    annotation = records.annotation(records.Launch("Local run", "main"))
+    git("tag", "--annotate", "--cleanup=verbatim", "-m", annotation, tag, cwd=project)
     tagged = git("rev-parse", "HEAD", cwd=project)
     ok(invoke(project, "repro"))
     lock = (project / "dvc.lock").read_text()
     for path, md5 in (tamper or {}).items():
         lock = lock.replace(lock_outs(lock)[path], md5)
     (project / "dvc.lock").write_text(lock)
-    message = results_commit.message("Local", tag, tagged, [], [], None)
+    message = records.message(records.Outcome(records.RESULTS, tag, tagged, "Local"))
     git("add", "dvc.lock", cwd=project)
     git("commit", "--quiet", "-m", message, "--cleanup=verbatim", cwd=project)
     return git("rev-parse", "HEAD", cwd=project)
@@ -294,7 +290,7 @@ def test_a_run_made_by_the_workflow_reproduces_bit_identical_in_a_fresh_clone(
     user = clone(origin, tmp_path / "user")
     results = git("rev-parse", "origin/main", cwd=user)
     # The runner's machine is part of the record: in the results commit, and as tags of the stages' MLflow runs.
-    recorded = machine.parse(git("log", "-1", "--format=%B", results, cwd=user))
+    recorded = dict(records.parse_outcome(git("log", "-1", "--format=%B", results, cwd=user)).machine)
     assert recorded == machine.describe()  # act ran the workflow here, in this venv
     assert "Compared with: nothing (no earlier run of main has results)." in git(
         "log", "-1", "--format=%B", results, cwd=user

@@ -16,23 +16,13 @@ import time
 from pathlib import Path
 
 from gitrepos import clone, commit_of, git, invoke, tag_run
+from loop_fixtures import (
+    MLFLOW_RUN,
+    record_by_hand,
+)
 
-from src.runloop import results_commit
-
-MLFLOW_RUN = "0123456789abcdef0123456789abcdef"
-LOCK = "schema: '2.0'\nstages:\n  train:\n    cmd: python -m train\n    outs:\n    - path: models/model.pkl\n"
-
-
-def share_by_hand(origin: Path, workdir: Path, tag: str, ref: str, metrics: list[str]) -> str:
-    """Commit a dvc.lock on the tagged commit with share's message and push it to `ref`; the results commit."""
-    repo = clone(origin, workdir, f"refs/tags/{tag}")
-    tagged = commit_of(repo, tag)
-    (repo / "dvc.lock").write_text(LOCK + f"      md5: {'ab' * 16}\n      size: 1\n      hash: md5\n")
-    message = results_commit.message("Initial commit", tag, tagged, metrics, [{"run_id": MLFLOW_RUN}], None)
-    git("add", "dvc.lock", cwd=repo)
-    git("commit", "--quiet", "--cleanup=verbatim", "-m", message, cwd=repo)
-    git("push", "--quiet", "origin", f"HEAD:{ref}", cwd=repo)
-    return git("rev-parse", "HEAD", cwd=repo)
+from src.runloop.record import RESULTS, Launch, Outcome
+from src.runloop.runs import Run, Runs
 
 
 def three_runs(dev: Path, origin: Path, tmp_path: Path) -> tuple[str, str, str, str, str]:
@@ -42,9 +32,9 @@ def three_runs(dev: Path, origin: Path, tmp_path: Path) -> tuple[str, str, str, 
     landed = tag_run(dev, "--name", "landed", "--message", "Baseline")
     time.sleep(1.1)
     aside = tag_run(dev, "--name", "aside")
-    on_main = share_by_hand(origin, tmp_path / "r1", landed, "refs/heads/main", ["metrics/eval.json acc: 0.97"])
+    on_main = record_by_hand(origin, tmp_path / "r1", landed, "refs/heads/main", ["metrics/eval.json acc: 0.97"])
     side = f"results/{aside}"  # where share keeps results whose branch moved on
-    on_side = share_by_hand(origin, tmp_path / "r2", aside, f"refs/heads/{side}", ["metrics/eval.json acc: 0.5"])
+    on_side = record_by_hand(origin, tmp_path / "r2", aside, f"refs/heads/{side}", ["metrics/eval.json acc: 0.5"])
     return waiting, landed, aside, on_main, on_side
 
 
@@ -153,15 +143,19 @@ def test_runs_without_a_run_reads_git_only(dev, origin, tmp_path):
 
 
 def test_a_sweeps_legs_are_not_the_branchs_previous_run():
-    from src.runloop.runs import Run, previous
+    def run(tag: str, leg: bool = False, results: str | None = "r") -> Run:
+        launch = (
+            Launch("", "main", "run-x-main-20260101-000000-lr", (1, 2), (("train.lr", "0.1"),))
+            if leg
+            else Launch("", "main")
+        )
+        outcome = Outcome(RESULTS, tag, "c" * 40) if results else None
+        return Run(tag, "", "c" * 40, launch, outcome, results=results, where="main")
 
-    def run(tag: str, message: str = "", results: str | None = "r") -> Run:
-        return Run(tag=tag, date="", commit="c", branch="main", message=message, results=results, where="main")
+    runs = Runs(prefix="run-", known=[run("new"), run("leg-2", True), run("leg-1", True), run("base"), run("older")])
 
-    leg = "Sweep: run-x-main-20260101-000000-lr\nLeg: 1/2\nSet: train.lr=0.1"
-    newest_first = [run("new"), run("leg-2", leg), run("leg-1", leg), run("base"), run("older")]
-
-    assert [r.leg for r in newest_first] == [False, True, True, False, False]
-    assert previous(newest_first, "new", "main").tag == "base"  # the legs' results stay on results/<tag>
-    assert previous(newest_first, "leg-2", "main").tag == "base"  # a leg compares with its sweep's base
-    assert previous([run("new"), run("base", results=None), run("older")], "new", "main").tag == "older"
+    assert [r.leg for r in runs.all] == [False, True, True, False, False]
+    assert runs.previous(runs.get("new")).tag == "base"  # the legs' results stay on results/<tag>
+    assert runs.previous(runs.get("leg-2")).tag == "base"  # a leg compares with its sweep's base
+    others = Runs(prefix="run-", known=[run("new"), run("base", results=None), run("older")])
+    assert others.previous(others.get("new")).tag == "older"

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 import pytest
 from gitrepos import git
 
-from src.runloop import services
+from src.runloop import processes, services
 
 LEAKY = (
     "MLFLOW_URL", "MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "MLFLOW_EXPERIMENT_NAME",
@@ -113,22 +113,22 @@ def test_project_is_fresh_repo_that_pushes(project, origin):
 
 def test_wait_http_fails_with_log_tail_when_server_dies(tmp_path):
     log = tmp_path / "server.log"
-    proc = services.start(["sh", "-c", "echo 'bind: address in use'; exit 3"], os.environ, log)
+    proc = processes.start(["sh", "-c", "echo 'bind: address in use'; exit 3"], os.environ, log)
     try:
         with pytest.raises(services.ServiceError, match=r"(?s)exited with code 3.*address in use"):
             services.wait_http("http://127.0.0.1:9/", None, 10, proc, log)
     finally:
-        services.stop(proc)
+        processes.stop(proc)
 
 
 def test_stop_kills_whole_group_even_if_sigterm_is_ignored(tmp_path):
     # Ignored signals stay ignored across fork and exec, so the children ignore SIGTERM too.
     script = "trap '' TERM; sleep 300 & sleep 300 & echo started; wait"
-    proc = services.start(["sh", "-c", script], os.environ, tmp_path / "log")
+    proc = processes.start(["sh", "-c", script], os.environ, tmp_path / "log")
     deadline = time.monotonic() + 10
     while "started" not in (tmp_path / "log").read_text() and time.monotonic() < deadline:
         time.sleep(0.05)
-    services.stop(proc, timeout=1)
+    processes.stop(proc, timeout=1)
     assert proc.returncode == -signal.SIGKILL
     ps = subprocess.run(["ps", "-eo", "pgid=,stat="], check=True, capture_output=True, text=True)
     live = [line for line in ps.stdout.splitlines() if line.split()[0] == str(proc.pid)]

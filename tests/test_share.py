@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -22,79 +21,25 @@ from gitrepos import (
     commit_file,
     commit_of,
     copy_cache,
-    copy_project,
-    dvc_key,
     files_named,
     git,
     invoke,
-    lock_outs,
-    outputs,
     parents,
     refs,
-    run_cache_entries,
     show,
-    stages,
     subject,
     tag_run,
     trailers,
 )
+from loop_fixtures import (
+    assert_data_pushed,
+    new_bucket,
+    runner,
+    s3_env,
+    share,
+)
 
 import tasks
-from src.runloop import services
-
-
-@pytest.fixture(scope="module")
-def pipeline_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The DVC cache (outputs and run cache) of one pipeline run of the project, without any remote."""
-    return make_pipeline_cache(tmp_path_factory.mktemp("pipeline"))
-
-
-def make_pipeline_cache(base: Path) -> Path:
-    """Run the pipeline once in a copy of the project under `base`; its DVC cache, run cache included."""
-    env = services.isolated(os.environ, base)  # module scope: set up before the per-test isolation
-    repo = copy_project(base / "project", env=env)
-    result = invoke(repo, "repro", env=env)
-    assert result.returncode == 0, result.stdout
-    return repo / ".dvc" / "cache"
-
-
-def s3_env(s3, bucket: str | None = None, **extra: str) -> dict[str, str]:
-    """The runner's environment: S3 credentials and endpoint, and the DVC remote in `bucket`."""
-    return {**os.environ, **s3.server.env(), "DVC_REMOTE_URL": f"s3://{bucket or s3.dvc_bucket}", **extra}
-
-
-def new_bucket(s3) -> str:
-    name = f"dvc-{uuid.uuid4().hex[:12]}"
-    s3.server.client().create_bucket(Bucket=name)
-    return name
-
-
-def runner(origin: Path, path: Path, tag: str, cache: Path, env: dict[str, str]) -> Path:
-    """A runner's clone checked out at `tag`, after `invoke repro` (which restores from `cache`)."""
-    clone(origin, path, f"refs/tags/{tag}")
-    copy_cache(cache, path)
-    result = invoke(path, "repro", env=env)
-    assert result.returncode == 0, result.stdout
-    assert "Running stage" not in result.stdout  # restored, not recomputed
-    return path
-
-
-def share(repo: Path, *args: str, env: dict[str, str], code: int = 0) -> str:
-    result = invoke(repo, "share", *args, env=env)
-    assert result.returncode == code, result.stdout
-    assert "Traceback" not in result.stdout
-    return result.stdout
-
-
-def assert_data_pushed(s3, bucket: str, repo: Path) -> None:
-    """Every output named in the runner's dvc.lock, and its run cache, are in `bucket`."""
-    keys = set(s3.server.keys(bucket))
-    outs = lock_outs((repo / "dvc.lock").read_text())
-    assert len(outs) == len(outputs(repo))
-    assert {path: dvc_key(md5) for path, md5 in outs.items() if dvc_key(md5) not in keys} == {}
-    entries = run_cache_entries(repo / ".dvc" / "cache")
-    assert len(entries) == len(stages(repo))  # one per stage
-    assert entries <= keys
 
 
 @pytest.mark.slow
@@ -445,7 +390,7 @@ def test_share_refuses_without_a_tag(dev, origin, tmp_path):
     repo = clone(origin, tmp_path / "runner")
 
     out = share(repo, env=dict(os.environ), code=1)
-    assert "No run tag — pass --tag NAME (on GitHub Actions it comes from GITHUB_REF)" in out
+    assert "No run tag — pass --tag NAME (on CI it comes from the pushed tag)." in out
 
     out = share(repo, "--tag", f"{tasks.TAG_PREFIX}-nope", env=dict(os.environ), code=1)
     assert f"Tag '{tasks.TAG_PREFIX}-nope' is not in this clone" in out

@@ -13,17 +13,19 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import test_workflow
 import yaml
 from gitrepos import INVOKE, PIPELINE, clone, commit_of, git, invoke, local_tags, parents, refs, show, stages, tag_run
 from gitrepos import experiment as experiment_of
-from invoke import Config, Context
+from loop_fixtures import (
+    ran,
+    record_by_hand,
+)
 from sweep_fixtures import annotation, log_pushes, pushes, sweep
-from test_runs import share_by_hand
 
 import tasks
-from src.runloop import results_commit, run_tag
+from src.runloop import outcome_commit, run_tag
 from src.runloop import sweep as sweeps
+from src.runloop.git import Git
 
 PARAMS = "params.yaml"
 
@@ -68,8 +70,8 @@ def test_sweep_pushes_a_commit_and_a_tag_per_leg_each_in_its_own_push(dev, origi
         assert (values["train"]["epochs"], values["evaluate"]["threshold"]) == (epochs, 0.4)
         number = tags.index(tag) + 1
         assert annotation(origin, tag) == (
-            f"Leg {number}/3 of sweep {stem}\n\nSweep: {stem}\nLeg: {number}/3\n"
-            f"Set: train.epochs={epochs}\nSet: evaluate.threshold=0.4\nBranch: main"
+            f"Leg {number}/3 of sweep {stem}\n\nBranch: main\nSweep: {stem}\nLeg: {number}/3\n"
+            f"Set: train.epochs={epochs}\nSet: evaluate.threshold=0.4\nRun-Record: 2"
         )
         assert git("log", "-1", "--format=%s", leg, cwd=origin) == (
             f"Set train.epochs={epochs}, evaluate.threshold=0.4 (leg {number}/3 of sweep ep)"
@@ -77,20 +79,21 @@ def test_sweep_pushes_a_commit_and_a_tag_per_leg_each_in_its_own_push(dev, origi
     assert "Note: this clone knows no results of" in out  # the base never ran: every leg computes every stage
 
 
-def test_share_keeps_a_legs_results_apart(dev, origin, monkeypatch):
+def test_share_keeps_a_legs_results_apart(dev, origin):
     _, (leg, *_), _ = sweep(dev, "--set", "train.epochs=20,40")
     plain = tag_run(dev)
-    monkeypatch.chdir(dev)
-    c = Context(Config(overrides={"run": {"in_stream": False}}))  # no stdin under pytest
+    git = Git(dev)
+    launch = run_tag.launch_of(git, leg)
 
-    target, why = results_commit.pick_branch(c, "origin", leg, commit_of(dev, leg), "")
+    target, why = outcome_commit.pick_branch(git, "origin", leg, launch, commit_of(dev, leg), "")
 
-    assert (target, run_tag.sweep_of(c, leg)) == (None, leg.rsplit("-", 1)[0])
+    assert (target, launch.sweep) == (None, leg.rsplit("-", 1)[0])
     assert why == f"{leg} is a leg of sweep {leg.rsplit('-', 1)[0]}, whose legs keep their results apart"
-    assert results_commit.side_branch(c, "origin", leg) == f"results/{leg}"
+    assert outcome_commit.side_branch(git, "origin", leg) == f"results/{leg}"
     # A run that is no leg still goes to its branch.
-    assert results_commit.pick_branch(c, "origin", plain, commit_of(dev, plain), "") == ("main", "")
-    assert run_tag.sweep_of(c, plain) is None
+    plain_launch = run_tag.launch_of(git, plain)
+    assert outcome_commit.pick_branch(git, "origin", plain, plain_launch, commit_of(dev, plain), "") == ("main", "")
+    assert plain_launch.sweep is None
 
 
 def test_one_set_of_one_value_is_a_single_run_with_changed_params(dev, origin):
@@ -209,7 +212,7 @@ def test_params_keep_every_byte_but_the_swept_values():
 def leg_results(origin: Path, tmp_path: Path, tags: list[str], accuracies: list[float]) -> list[str]:
     """Results of each leg as share pushes them (on results/<tag>), with these test accuracies."""
     return [
-        share_by_hand(
+        record_by_hand(
             origin,
             tmp_path / f"runner-{n}",
             tag,
@@ -272,13 +275,10 @@ def test_runs_sweep_json_lists_the_legs(dev, origin, tmp_path):
     listed = json.loads(invoke(dev, "runs", "--sweep", stem, "--json").stdout)
 
     assert [(r["tag"], r["state"]) for r in listed] == [(t, "waiting for results") for t in tags]
-    assert "Set: evaluate.threshold=0.3" in listed[0]["message"]
+    assert (listed[0]["sweep"], listed[0]["leg"], listed[0]["sets"]) == (stem, [1, 2], [["evaluate.threshold", "0.3"]])
 
 
 # -- the legs, run by act as the runner pool would ----------------------------------------------------------------
-
-act = test_workflow.act
-remote = test_workflow.remote
 
 
 def executed(log: str) -> list[str]:
@@ -291,7 +291,7 @@ def test_sweep_legs_run_on_the_runner_and_restore_what_they_share(dev, origin, a
     log = log_pushes(origin)
     # The base runs first: its stages land in DVC's run cache on the remote.
     base = tag_run(dev)
-    first = test_workflow.ran(act.run(clone(origin, tmp_path / "runner-base", f"refs/tags/{base}"), base))
+    first = ran(act.run(clone(origin, tmp_path / "runner-base", f"refs/tags/{base}"), base))
     assert executed(first) == stages(dev)
     main = refs(origin)["refs/heads/main"]
     git("fetch", "--quiet", "origin", cwd=dev)  # this clone learns that the base has results
@@ -311,7 +311,7 @@ def test_sweep_legs_run_on_the_runner_and_restore_what_they_share(dev, origin, a
     experiment = client.get_experiment_by_name(experiment_of(dev)).experiment_id
     accuracy = {}
     for n, (epochs, leg) in enumerate(zip((20, 40, 80), legs, strict=True)):
-        ran = test_workflow.ran(act.run(clone(origin, tmp_path / f"runner-ep-{n}", f"refs/tags/{leg}"), leg))
+        ran = ran(act.run(clone(origin, tmp_path / f"runner-ep-{n}", f"refs/tags/{leg}"), leg))
 
         assert executed(ran) == ["train", "evaluate"]  # data comes back from the base's run cache
         results = refs(origin)[f"refs/heads/results/{leg}"]
@@ -340,7 +340,7 @@ def test_sweep_legs_run_on_the_runner_and_restore_what_they_share(dev, origin, a
     # 2. A sweep over evaluate.threshold after the base run: only evaluate executes in each leg.
     _, legs, _ = sweep(dev, "--set", "evaluate.threshold=0.3,0.7", "--name", "th")
     for n, leg in enumerate(legs):
-        ran = test_workflow.ran(act.run(clone(origin, tmp_path / f"runner-th-{n}", f"refs/tags/{leg}"), leg))
+        ran = ran(act.run(clone(origin, tmp_path / f"runner-th-{n}", f"refs/tags/{leg}"), leg))
 
         assert executed(ran) == ["evaluate"]
         assert f"refs/heads/results/{leg}" in refs(origin)

@@ -11,7 +11,7 @@ import pytest
 from gitrepos import commit_file, git, invoke, local_tags, refs, tag_run
 
 import tasks
-from src.runloop import run_tag
+from src.runloop import ci
 
 TAG = re.compile(rf"^{re.escape(tasks.TAG_PREFIX)}-main-(\d{{8}}-\d{{6}})(-nightly)?$")
 
@@ -57,7 +57,7 @@ def test_tag_run_pushes_only_an_annotated_tag(dev, origin):
     assert git("rev-parse", f"refs/tags/{tag}^{{commit}}", cwd=origin) == head
     assert git("cat-file", "-t", f"refs/tags/{tag}", cwd=origin) == "tag"
     body = git("cat-file", "-p", f"refs/tags/{tag}", cwd=origin).partition("\n\n")[2]
-    assert body == "Try a deeper forest\n\nBranch: main"
+    assert body == "Try a deeper forest\n\nBranch: main\nRun-Record: 2"
     # It says what it tagged and where to watch.
     assert head in result.stdout and tag in result.stdout
     assert "github_actions_pipeline.yml" in result.stdout
@@ -71,7 +71,7 @@ def test_tag_run_names_the_branch(dev, origin):
 
     assert re.fullmatch(rf"{re.escape(tasks.TAG_PREFIX)}-feature-new-idea-\d{{8}}-\d{{6}}", tag)
     body = git("cat-file", "-p", f"refs/tags/{tag}", cwd=origin).partition("\n\n")[2]
-    assert body == f"Run {tag}\n\nBranch: feature/New_Idea"
+    assert body == f"Run {tag}\n\nBranch: feature/New_Idea\nRun-Record: 2"
 
 
 def test_tag_run_dry_run_changes_nothing(dev, origin):
@@ -193,7 +193,7 @@ def test_tag_run_refuses_a_label_git_rejects(dev, origin, name):
     ],
 )
 def test_actions_url_of_a_github_remote(url):
-    assert run_tag.actions_url(url, tasks.WORKFLOW.name) == (
+    assert ci.workflow_page(url, tasks.WORKFLOW.name) == (
         "https://github.com/example-org/ml.proj/actions/workflows/github_actions_pipeline.yml"
     )
 
@@ -202,7 +202,7 @@ def test_actions_url_of_a_github_remote(url):
     "url", [None, "/srv/git/mlproj.git", "https://gitlab.com/example-org/mlproj.git", "https://github.com/org"]
 )
 def test_actions_url_of_another_remote_is_none(url):
-    assert run_tag.actions_url(url, tasks.WORKFLOW.name) is None
+    assert ci.workflow_page(url, tasks.WORKFLOW.name) is None
 
 
 def test_tag_run_explains_a_dvc_lock_left_by_a_local_repro(dev, origin):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from src.runloop import environment, machine, tracking
+from src.runloop import ci, environment, machine, tracking
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,24 +81,19 @@ def test_is_local_store(uri, local):
     ],
 )
 def test_run_tag(env, expected):
-    assert environment.run_tag(env) == expected
+    assert ci.run_tag(env) == expected
 
 
 def test_ci_run_url():
     env = {"GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "acme/example", "GITHUB_RUN_ID": "42"}
-    assert environment.ci_run_url(env) == "https://github.com/acme/example/actions/runs/42"
-    assert environment.ci_run_url({**env, "GITHUB_RUN_ID": ""}) is None
-    assert environment.ci_run_url({k: v for k, v in env.items() if k != "GITHUB_REPOSITORY"}) is None
+    assert ci.run_url(env) == "https://github.com/acme/example/actions/runs/42"
+    assert ci.run_url({**env, "GITHUB_RUN_ID": ""}) is None
+    assert ci.run_url({k: v for k, v in env.items() if k != "GITHUB_REPOSITORY"}) is None
 
 
 def test_run_tags_name_the_commit_and_the_launch():
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, check=True, capture_output=True, text=True)
-    env = {
-        "RUN_TAG": "run-example-x",
-        "GITHUB_SERVER_URL": "https://github.com",
-        "GITHUB_REPOSITORY": "a/b",
-        "GITHUB_RUN_ID": "1",
-    }
+    env = {"RUN_TAG": "run-example-x", "RUN_CI_URL": "https://github.com/a/b/actions/runs/1"}  # as repro sets them
     tags = tracking.run_tags("train", env)
     assert tags.pop("git_dirty") in ("true", "false")
     recorded = {key.removeprefix("env."): tags.pop(key) for key in list(tags) if key.startswith("env.")}

@@ -1,7 +1,7 @@
 """`invoke watch` and `invoke tag-run --wait`: following runs until their results are on the remote.
 
 Git mode reads the bare origin; API mode asks a local server that replays GitHub's documented Actions API responses
-(watch_fixtures.py). Results commits are made as share makes them (test_runs.share_by_hand); the real loop, with
+(watch_fixtures.py). Results commits are made as share makes them (loop_fixtures.record_by_hand); the real loop, with
 watch following a sweep while act runs its legs, is in test_sweep.py.
 """
 
@@ -14,7 +14,9 @@ import uuid
 
 import watch_fixtures
 from gitrepos import INVOKE, commit_of, invoke, refs, tag_run
-from test_runs import share_by_hand
+from loop_fixtures import (
+    record_by_hand,
+)
 from watch_fixtures import ABSENT, REPOSITORY, WEB, Phase
 
 replay = watch_fixtures.replay
@@ -46,7 +48,7 @@ def test_watch_returns_0_once_the_results_land(dev, origin, tmp_path):
     seen = [watching.stdout.readline(), watching.stdout.readline()]  # it follows before anything lands
     assert seen[1].endswith(f"{tag}  waiting: no results commit yet\n"), seen
 
-    results = share_by_hand(origin, tmp_path / "runner", tag, "refs/heads/main", [METRIC])
+    results = record_by_hand(origin, tmp_path / "runner", tag, "refs/heads/main", [METRIC])
 
     out = "".join(seen) + watching.communicate(timeout=60)[0]
     assert watching.returncode == 0, out
@@ -80,7 +82,7 @@ def test_tag_run_wait_follows_the_tag_it_pushed(dev, origin):
     assert result.returncode == 2, result.stdout
     tag = re.search(r" as (\S+) and pushed it to origin", result.stdout).group(1)
     assert f"refs/tags/{tag}" in refs(origin)  # pushed first, then followed
-    assert "Following 1 run(s) until their results are on origin" in result.stdout
+    assert "Following 1 run(s) until they end on origin" in result.stdout
     assert f"{tag} waiting: no results commit yet" in result.stdout
 
 
@@ -94,7 +96,7 @@ def test_watch_shows_the_step_through_the_actions_api(dev, origin, tmp_path, rep
     replay.script(sha, other, Phase("completed", "failure", "Reproduce the pipeline"))
 
     def share() -> None:
-        share_by_hand(origin, tmp_path / "runner", tag, "refs/heads/main", [METRIC])
+        record_by_hand(origin, tmp_path / "runner", tag, "refs/heads/main", [METRIC])
 
     mine = replay.script(
         sha,
@@ -176,7 +178,9 @@ def test_watch_follows_every_leg_of_a_sweep(dev, origin, tmp_path):
     result = invoke(dev, "tag-run", "--set", "evaluate.threshold=0.3,0.7", "--name", "th")
     legs = re.findall(r" as (\S+) and pushed it to ", result.stdout)
     for n, (leg, accuracy) in enumerate(zip(legs, (0.8, 0.9), strict=True)):
-        share_by_hand(origin, tmp_path / f"r{n}", leg, f"refs/heads/results/{leg}", [f"metrics/e.json acc: {accuracy}"])
+        record_by_hand(
+            origin, tmp_path / f"r{n}", leg, f"refs/heads/results/{leg}", [f"metrics/e.json acc: {accuracy}"]
+        )
 
     out = invoke(dev, "watch", "--interval", "0.2", "--timeout", "30").stdout  # the branch's newest run: a leg
 

@@ -10,8 +10,6 @@ import base64
 import json
 import re
 import subprocess
-import uuid
-from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -34,24 +32,22 @@ from gitrepos import (
     trailers,
 )
 from gitrepos import experiment as experiment_of
-from test_faults_share import add_stage
+from loop_fixtures import (
+    ACTOR,
+    CI_RUN,
+    SECRETS,
+    add_stage,
+    ran,
+)
 
 import tasks
-from src.runloop import run_tag, runner
-from src.runloop.rehearsal import BIN, Act, ActRun
+from src.runloop import ci, run_tag
+from src.runloop.services import BIN
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / tasks.WORKFLOW
 # Made up at run time, so that no file of the project holds them: a test that searches every byte a run left
 # behind for them (act prints `***` for the secrets it knows, so its log alone proves nothing) finds only leaks.
-SECRETS = {
-    "ACCESS_TOKEN": f"tok-{uuid.uuid4().hex}",
-    "MINIO_ACCESS_KEY_ID": f"minio-id-{uuid.uuid4().hex}",  # moto takes any credentials
-    "MINIO_SECRET_ACCESS_KEY": f"minio-key-{uuid.uuid4().hex}",
-}
-RUN_ID = "4242"
-CI_RUN = f"https://github.example/example-org/mlproj/actions/runs/{RUN_ID}"
-ACTOR = "ci-bot"
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +88,13 @@ def test_workflow_pins_actions_by_sha():
         assert re.fullmatch(r"(- )?uses: [\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+", line), line
 
 
-def test_workflow_steps_are_single_task_calls(job):
+def test_workflow_steps_are_single_task_calls(workflow, job):
     runs = [step["run"] for step in job["steps"] if "run" in step]
-    assert runs == ["pipenv sync --system", "invoke repro", "invoke share"]
+    assert runs == ["pipenv sync --system", "invoke repro", "invoke share", "python3 -m src.runloop.failure"]
+    # The failure record runs only when a step failed or the job was cancelled, and needs nothing installed.
+    assert job["steps"][-1]["if"] == "failure() || cancelled()"
+    # Every step's output is kept for it, through the shell that runs the steps.
+    assert workflow["defaults"] == {"run": {"shell": "python3 -m src.runloop.step_log {0}"}}
     for script in runs:
         assert "${{" not in script
         if script.startswith("invoke "):
@@ -113,7 +113,7 @@ def test_workflow_env_gives_the_tasks_their_settings(job):
     # The push token goes to share's step alone; every other setting to the whole job.
     env = {**job["env"], **_step(job, "invoke share")["env"]}
     sources = {"secret": "secrets", "repository variable": "vars"}
-    for name, where in runner.CI_SETTINGS.items():
+    for name, where in ci.SETTINGS.items():
         kind, _, setting = where.rpartition(" ")
         assert env[name] == f"${{{{ {sources[kind]}.{setting} }}}}", name
     # And the names the runner's settings have, spelled out.
@@ -136,9 +136,12 @@ def test_workflow_gives_the_push_token_to_share_alone(job):
     # repro learns only whether the secret is set, to name it when missing.
     assert _step(job, "invoke repro")["env"] == {"ACCESS_TOKEN_SET": "${{ secrets.ACCESS_TOKEN != '' }}"}
     assert "env" not in _step(job, "pipenv sync --system")
-    # Nowhere else: the checkout's token (the fetch), repro's flag and share's step are every use of the secret.
+    # The failure record pushes with it too; it runs no code of the pipeline's.
+    failure = _step(job, "python3 -m src.runloop.failure")
+    assert failure["env"] == {"ACCESS_TOKEN": "${{ secrets.ACCESS_TOKEN }}", "JOB_STATUS": "${{ job.status }}"}
+    # Nowhere else: the checkout's token (the fetch), repro's flag, share's and the failure record's steps.
     uses = re.findall(r"^.*secrets\.ACCESS_TOKEN.*$", WORKFLOW.read_text(), flags=re.MULTILINE)
-    assert [line.split(":")[0].strip() for line in uses] == ["token", "ACCESS_TOKEN_SET", "ACCESS_TOKEN"]
+    assert [line.split(":")[0].strip() for line in uses] == ["token", "ACCESS_TOKEN_SET", "ACCESS_TOKEN", "ACCESS_TOKEN"]
 
 
 def test_workflow_and_dependabot_pass_zizmor_pedantic():
@@ -160,53 +163,6 @@ def test_dependabot_keeps_pinned_actions_and_the_lock_current():
 
 
 # -- the loop, run by act ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Remote:
-    """The DVC remote exactly as the tracked .dvc/config names it (s3://<bucket>/<prefix>)."""
-
-    bucket: str
-    prefix: str
-
-    def keys(self, s3) -> set[str]:
-        """Object keys under the remote, relative to it (`files/md5/…`, `runs/…`)."""
-        return {k.removeprefix(f"{self.prefix}/") for k in s3.server.keys(self.bucket, f"{self.prefix}/")}
-
-
-@pytest.fixture
-def remote(s3) -> Remote:
-    """The committed remote's bucket, emptied: the act runs get no DVC setting a real runner would not have."""
-    bucket, prefix = re.search(r"^\s*url = s3://([^/\s]+)/(\S+)$", (ROOT / ".dvc/config").read_text(), re.M).groups()
-    client = s3.server.client()
-    if bucket not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
-        client.create_bucket(Bucket=bucket)
-    for key in s3.server.keys(bucket):
-        client.delete_object(Bucket=bucket, Key=key)
-    return Remote(bucket, prefix)
-
-
-@pytest.fixture
-def act(tmp_path: Path, s3, remote, mlflow_server) -> Act:
-    # Only what the workflow's environment block and GitHub give a runner: no DVC_REMOTE_URL, no AWS region.
-    return Act(
-        tmp_path,
-        tasks.WORKFLOW,
-        SECRETS,
-        {"MLFLOW_URL": mlflow_server.url, "MLFLOW_S3_ENDPOINT_URL": s3.server.endpoint_url},
-        {
-            "GITHUB_REPOSITORY": "example-org/mlproj",
-            "GITHUB_RUN_ID": RUN_ID,
-            "GITHUB_SERVER_URL": "https://github.example",
-        },
-        actor=ACTOR,
-    )
-
-
-def ran(result: ActRun) -> str:
-    assert (result.returncode, result.job_result) == (0, "success"), result.log
-    assert not any(secret in result.log for secret in SECRETS.values())
-    return result.log
 
 
 @pytest.mark.slow

@@ -1,8 +1,7 @@
 """GitHub's Actions REST API, read only: the workflow run a run tag started, the step it is at, how it ended.
 
     token(env)                        GH_TOKEN, else GITHUB_TOKEN: sent in one request header, never printed
-    repository(env, remote_url)       owner/name: GITHUB_REPOSITORY, else the remote's GitHub URL
-    connect(env, remote_url)          an `Api`, or None and why not (no token, no GitHub repository)
+    connect(env, repository)          an `Api`, or None and why not (no token, no GitHub repository)
     Api.progress(sha, tag)            where the tag's workflow run is: not started, queued, running (step), done
 
 A tag's run is found as GitHub documents it: `GET /repos/{owner}/{repo}/actions/runs?head_sha=<the tagged commit's
@@ -14,7 +13,6 @@ set (GitHub sets it on runners; GitHub Enterprise has its own), else https://api
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,23 +44,11 @@ def token(env: Mapping[str, str]) -> str | None:
     return environment.env_value("GH_TOKEN", env) or environment.env_value("GITHUB_TOKEN", env)
 
 
-def repository(env: Mapping[str, str], remote_url: str | None) -> str | None:
-    """owner/name of the repository: GITHUB_REPOSITORY, else the remote's URL on github.com."""
-    if named := environment.env_value("GITHUB_REPOSITORY", env):
-        return named
-    match = re.match(
-        r"^(?:https://(?:[^@/]+@)?github\.com/|git@github\.com:|ssh://git@github\.com/)([\w.-]+/[\w.-]+?)(?:\.git)?/?$",
-        remote_url or "",
-    )
-    return match.group(1) if match else None
-
-
-def connect(env: Mapping[str, str], remote_url: str | None) -> tuple[Api | None, str]:
-    """The API for this repository, or None and why it is not used."""
+def connect(env: Mapping[str, str], repo: str | None) -> tuple[Api | None, str]:
+    """The API for repository `repo` (owner/name, ci.repository), or None and why it is not used."""
     secret = token(env)
     if not secret:
-        return None, "no GH_TOKEN or GITHUB_TOKEN is set, so a failed job shows only as the timeout"
-    repo = repository(env, remote_url)
+        return None, "no GH_TOKEN or GITHUB_TOKEN is set: the runs' records tell how they end"
     if not repo:
         return None, "the remote is not on github.com and GITHUB_REPOSITORY is not set: no repository to ask about"
     base = environment.env_value("GITHUB_API_URL", env) or API_URL

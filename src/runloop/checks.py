@@ -13,9 +13,9 @@ import sys
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from invoke import Exit
-
-from src.runloop import dvc_remote, environment, mlflow_server, packages, pipeline, runner
+from src.runloop import ci, dvc_remote, environment, lock, mlflow_server, packages
+from src.runloop.git import Git
+from src.runloop.refusal import Refused
 
 OK, WARNING, FAILED, SKIPPED = "ok", "warning", "failed", "skipped"
 SYNC_FIX = "run `pipenv sync --system` (it never removes packages: on a long-lived runner, uninstall the rest)"
@@ -37,7 +37,7 @@ class Result(NamedTuple):
 
 def settings(env: Mapping[str, str], on_runner: bool) -> Result:
     """On a runner every variable and secret the workflow passes must be set; anywhere, say where runs go."""
-    if on_runner and (missing := runner.missing_ci_settings(env)):
+    if on_runner and (missing := ci.missing_settings(env)):
         why, _, fix = missing.partition(" — ")
         return Result("settings", FAILED, why, fix)
     where = dvc_remote.location(env) if dvc_remote.configured(env) else None
@@ -54,7 +54,7 @@ def files() -> Result:
     try:
         if problem := environment.dotenv_problem():
             raise environment.SettingsError(problem)
-        defined = pipeline.stages()
+        defined = lock.stages()
         params_file = environment.ROOT / "params.yaml"
         params = environment.read_yaml(params_file) if params_file.is_file() else {}
         if not isinstance(params, dict):
@@ -102,7 +102,7 @@ def installed_packages(on_runner: bool) -> tuple[Result, list[str]]:
 def outputs() -> Result:
     """Outputs the DVC remote will not hold: a results commit could not bring them back."""
     try:
-        unshareable = pipeline.unshareable(pipeline.stages())
+        unshareable = lock.unshareable(lock.declared(lock.stages()))
     except environment.SettingsError as exc:
         return Result("outputs", SKIPPED, str(exc))
     if unshareable:
@@ -148,11 +148,12 @@ def mlflow(env: Mapping[str, str], create: bool) -> Result:
 
 def git_identity(env: Mapping[str, str]) -> Result:
     """Who `invoke share` commits as."""
-    name, email = _git("config", "user.name"), _git("config", "user.email")
+    git = Git()
+    name, email = git("config", "user.name"), git("config", "user.email")
     if name and email:
         return Result("git identity", OK, f"{name} <{email}>")
-    if actor := environment.env_value("GITHUB_ACTOR", env):
-        return Result("git identity", OK, f"none in git config: share commits as {actor} (GITHUB_ACTOR)")
+    if actor := ci.actor(env):
+        return Result("git identity", OK, f"none in git config: share commits as {actor} (the CI run's actor)")
     return Result(
         "git identity",
         WARNING,
@@ -163,11 +164,12 @@ def git_identity(env: Mapping[str, str]) -> Result:
 
 def git_push(env: Mapping[str, str], remote_name: str) -> Result:
     """Whether git may push to the remote (`git push --dry-run`: authenticates, sends nothing)."""
-    url = _git("remote", "get-url", remote_name)
+    git = Git()
+    url = git("remote", "get-url", remote_name)
     if url is None:
         return Result("git push", FAILED, f"no git remote {remote_name!r}", "add it, or pass --remote NAME")
     shown = environment.redact(url)
-    if _git("rev-parse", "--verify", "--quiet", "HEAD") is None:
+    if git("rev-parse", "--verify", "--quiet", "HEAD") is None:
         return Result("git push", SKIPPED, f"{remote_name} ({shown}): no commit here to try a push with")
     probe = "refs/heads/results/runloop-doctor-check"  # a dry run: nothing is created
     try:
@@ -204,7 +206,7 @@ def before_repro(env: Mapping[str, str], uses_remote: bool, network: bool = True
 
     Returns the variables the stages' MLflow runs record: the packages beyond Pipfile.lock, when there are some.
     """
-    on_runner = runner.on_actions(env)
+    on_runner = ci.on_ci(env)
     found, extras = installed_packages(on_runner)
     _stop_on_failure([settings(env, on_runner), files(), python(on_runner), found, outputs()])
     if network:
@@ -215,8 +217,8 @@ def before_repro(env: Mapping[str, str], uses_remote: bool, network: bool = True
 def after_repro(status: Mapping[str, str] | None) -> None:
     """Stop unless every stage is up to date with its outputs present; `status` is what DVC said after the
     pipeline when it changed dvc.lock (stage → its words), None when it did not."""
-    defined = pipeline.stages()
-    if stale := pipeline.not_up_to_date(defined):
+    defined = lock.stages()
+    if stale := lock.not_up_to_date(defined):
         fix = (
             "run `invoke repro --no-pull` (DVC skips a new stage whose outputs are all `cache: false` when it pulls) "
             "or `invoke repro --force`"
@@ -230,7 +232,7 @@ def after_repro(status: Mapping[str, str] | None) -> None:
     else:
         return
     listed = "; ".join(f"stage {name!r}: {why}" for name, why in stale.items())
-    raise Exit(f"The pipeline is not up to date after `dvc repro` ({listed}) — {fix}.", code=1)
+    raise Refused(f"The pipeline is not up to date after `dvc repro` ({listed}) — {fix}.")
 
 
 def doctor(env: Mapping[str, str], on_runner: bool, remote_name: str, network: bool = True) -> list[Result]:
@@ -271,7 +273,7 @@ def experiments() -> list[str]:
 def _stop_on_failure(results: list[Result]) -> None:
     """One line per failed check, and stop; else one line per warning."""
     if failed := [r.line for r in results if r.status == FAILED]:
-        raise Exit("\n".join(failed), code=1)
+        raise Refused("\n".join(failed))
     for r in results:
         if r.status == WARNING:
             print(f"warning: {r.line}", flush=True)
@@ -303,8 +305,3 @@ def _has(params: Mapping[str, Any], dotted: str) -> bool:
             return False
         node = node[part]
     return True
-
-
-def _git(*args: str) -> str | None:
-    done = subprocess.run(["git", *args], cwd=environment.ROOT, capture_output=True, text=True)
-    return done.stdout.strip() if done.returncode == 0 else None

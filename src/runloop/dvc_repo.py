@@ -14,22 +14,17 @@ import io
 import logging
 import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from src.runloop import environment
+from src.runloop.lock import Output
+from src.runloop.refusal import Refused
 
+# A `dvc` command as a process, with this interpreter's DVC (for what has no Python API here: plots diff).
+COMMAND = [sys.executable, "-m", "dvc"]
 # As `dvc metrics show` and `dvc metrics diff` print numbers (DVC's DEFAULT_PRECISION, rounded).
 PRECISION = 5
-
-
-@dataclass(frozen=True)
-class Output:
-    path: str  # relative to the project root, as dvc.yaml names it
-    stage: str
-    cached: bool  # `cache: false` keeps it out of DVC's cache: only git could hold it
-    pushed: bool  # `push: false` keeps it off the remote
 
 
 class Dvc:
@@ -45,7 +40,9 @@ class Dvc:
     def outputs(self) -> list[Output]:
         """Every output the pipeline declares (outs, metrics, plots)."""
         outs = self.repo.index.outs
-        return [Output(self._rel(out.fs_path), out.stage.addressing, out.use_cache, out.can_push) for out in outs]
+        return [
+            Output(self._rel(out.fs_path), out.stage.addressing, cache=out.use_cache, push=out.can_push) for out in outs
+        ]
 
     def stale(self) -> list[str]:
         """One line per stage that `dvc status` does not call up to date (changed, never run, or outputs missing)."""
@@ -135,12 +132,10 @@ class Dvc:
 
     def not_on_remote(self) -> list[str]:
         """Outputs whose data the DVC remote lacks, as `dvc status --cloud` sees them: `path (new|missing|…)`."""
-        from invoke import Exit
-
         try:
             found = self.repo.status(cloud=True)
         except Exception as exc:  # noqa: BLE001 - the remote's own error, said in one line
-            raise Exit(
+            raise Refused(
                 f"Asking the DVC remote what it holds failed: {environment.scrub(str(exc))} — check the remote, "
                 "then share again."
             ) from None
@@ -163,7 +158,6 @@ def opened(root: Path | None = None, locked: bool = False) -> Iterator[Dvc]:
     root = root or environment.ROOT
     from dvc.exceptions import DvcException
     from dvc.repo import Repo, lock_repo
-    from invoke import Exit
 
     with _dvc_log_in_one_line():
         try:
@@ -171,7 +165,7 @@ def opened(root: Path | None = None, locked: bool = False) -> Iterator[Dvc]:
                 yield Dvc(repo, root)
         except DvcException as exc:
             said = environment.one_line(environment.scrub(str(exc)))
-            raise Exit(f"DVC failed: {said} — fix what it names, then run this again.", code=1) from None
+            raise Refused(f"DVC failed: {said} — fix what it names, then run this again.") from None
 
 
 class _OneLine(logging.Handler):

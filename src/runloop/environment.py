@@ -14,8 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 # Embedded MLflow store, used when no server is configured (both gitignored).
 LOCAL_MLFLOW_DB = "mlflow.db"
 LOCAL_ARTIFACTS = "mlartifacts"
-# `invoke repro` sets this to the run's tag (on CI the pushed tag; locally a run tag pointing at HEAD).
+# `invoke repro` sets these for the stages: the run's tag (on CI the pushed tag; locally a run tag pointing at
+# HEAD) and, on CI, the CI run's page. The stages' MLflow runs record both.
 RUN_TAG_ENV = "RUN_TAG"
+RUN_CI_URL_ENV = "RUN_CI_URL"
 # `invoke repro` sets this to the installed packages Pipfile.lock does not name; the stages' MLflow runs record it.
 PYTHON_EXTRAS_ENV = "RUN_PYTHON_EXTRAS"
 # Variables whose values are secrets: never printed, and cut out of any message that quotes them.
@@ -171,21 +173,3 @@ def one_line(text: str, limit: int = 300) -> str:
     """A tool's message as one line of at most `limit` characters."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def ci_run_url(env: Mapping[str, str] | None = None) -> str | None:
-    """The GitHub Actions run's page, when running on Actions."""
-    parts = [env_value(n, env) for n in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")]
-    if not all(parts):
-        return None
-    server, repository, run_id = parts
-    return f"{server}/{repository}/actions/runs/{run_id}"
-
-
-def run_tag(env: Mapping[str, str] | None = None) -> str | None:
-    """The tag that launched this run: RUN_TAG, else the pushed tag on GitHub Actions."""
-    if tag := env_value(RUN_TAG_ENV, env):
-        return tag
-    if (env_value("GITHUB_REF", env) or "").startswith("refs/tags/"):
-        return env_value("GITHUB_REF_NAME", env)
-    return None

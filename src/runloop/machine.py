@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import platform
-import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -67,18 +66,6 @@ def _blas() -> str:
         if lib.get("user_api") == "blas"
     ]
     return "; ".join(sorted(found)) or "none loaded"
-
-
-def section(described: dict[str, str]) -> str:
-    """The "Environment:" section of a results commit's message."""
-    return "Environment:\n" + "".join(f"    {key}: {described[key]}\n" for key in KEYS if key in described)
-
-
-def parse(message: str) -> dict[str, str]:
-    """The environment a results commit's message records (empty for runs made before it was recorded)."""
-    match = re.search(r"^Environment:\n((?:    \S[^\n]*\n?)+)", message, flags=re.MULTILINE)
-    lines = match.group(1).splitlines() if match else []
-    return dict(line.strip().split(": ", 1) for line in lines if ": " in line)
 
 
 if __name__ == "__main__":

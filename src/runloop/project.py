@@ -13,25 +13,24 @@ invoke.yaml hold a copy, which `invoke init NAME` writes and `disagreements` che
 from __future__ import annotations
 
 import keyword
-import os
 import re
 import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from invoke import Context, Exit
-
-from src.runloop import dvc_remote, runner, skeleton
-from src.runloop.commands import git, listed, must, run, uncommitted
+from src.runloop import ci, dvc_remote, skeleton
 from src.runloop.environment import ROOT
+from src.runloop.git import Git, last_lines, listed
+from src.runloop.refusal import Refused
 
 SETTINGS = "invoke.yaml"
 PARAMS = "params.yaml"
 DVC_CONFIG = ".dvc/config"
 WORKFLOWS = ".github/workflows"
+# The workflow a run tag starts: the one that runs `invoke repro` and `invoke share` on the runner.
+WORKFLOW = f"{WORKFLOWS}/github_actions_pipeline.yml"
 README = "README.md"
 # Keys of a params.yaml section that name the project: the MLflow experiment, the model registry's name.
 NAMED_KEYS = ("experiment", "registered_model")
@@ -105,7 +104,7 @@ def check_name(new: str) -> None:
         why = f"src/{package(new)}/ cannot be the pipeline's package (a Python keyword, or the machinery's)"
     else:
         return
-    raise Exit(f"{new!r} is not a usable project name — {why}.", code=1)
+    raise Refused(f"{new!r} is not a usable project name — {why}.")
 
 
 # -- every place that repeats it ---------------------------------------------------------------------------------
@@ -239,25 +238,23 @@ def _title(text: str) -> str | None:
 # -- invoke init ---------------------------------------------------------------------------------------------------
 
 
-def check_can_commit(c: Context) -> None:
+def check_can_commit(git: Git) -> None:
     """Refuse what would leave init's work half done: not a repository, a dirty tree, no git identity."""
-    if git(c, "rev-parse", "--is-inside-work-tree") != "true":
-        raise Exit("Not inside a git repository — run `invoke init` in a clone of the template.", code=1)
-    if changes := uncommitted(c):
-        raise Exit(
+    if git("rev-parse", "--is-inside-work-tree") != "true":
+        raise Refused("Not inside a git repository — run `invoke init` in a clone of the template.")
+    if changes := git.uncommitted():
+        raise Refused(
             f"The working tree has uncommitted or untracked changes ({listed([path for _, path in changes])}) — "
-            "commit or stash them first: `invoke init` makes one commit of its own.",
-            code=1,
+            "commit or stash them first: `invoke init` makes one commit of its own."
         )
-    if git(c, "var", "GIT_COMMITTER_IDENT") is None:
-        raise Exit(
+    if git("var", "GIT_COMMITTER_IDENT") is None:
+        raise Refused(
             "git does not know who you are, so init could not commit — set it: "
-            "git config --global user.name 'Your Name' && git config --global user.email you@example.com",
-            code=1,
+            "git config --global user.name 'Your Name' && git config --global user.email you@example.com"
         )
 
 
-def plan(c: Context, new: str, keep_example: bool, root: Path = ROOT) -> list[Change]:
+def plan(git: Git, new: str, keep_example: bool, root: Path = ROOT) -> list[Change]:
     """What `invoke init NEW` changes: the copies of the name, and (unless kept) the example made a skeleton."""
     texts = read(root)
     renamed = rename(texts, new)
@@ -266,17 +263,16 @@ def plan(c: Context, new: str, keep_example: bool, root: Path = ROOT) -> list[Ch
     if replacing:
         _check_only_example_stages(root)
         if (root / "src" / package(new)).exists():
-            raise Exit(
+            raise Refused(
                 f"src/{package(new)}/ exists already — init would write the skeleton there: choose another name, "
-                "or pass --keep-example to only rename.",
-                code=1,
+                "or pass --keep-example to only rename."
             )
         for path, text in skeleton.files(new, package(new), root).items():
             renamed.pop(path, None)
             why = "the skeleton's, in place of the example's" if (root / path).exists() else "new: the skeleton"
             changes.append(Change(path, text, why))
         changes += [Change(d, None, "the example pipeline and its tests") for d in EXAMPLE if (root / d).exists()]
-        if git(c, "ls-files", "--error-unmatch", "dvc.lock") is not None:
+        if git("ls-files", "--error-unmatch", "dvc.lock") is not None:
             changes.append(Change("dvc.lock", None, "it locks the example's stages"))
     for path, text in renamed.items():
         if text != texts[path]:
@@ -284,10 +280,9 @@ def plan(c: Context, new: str, keep_example: bool, root: Path = ROOT) -> list[Ch
             changes.append(Change(path, text, "; ".join(f"{p.what}: {p.says} → {p.wants}" for p in moved)))
     final = {**texts, **{ch.path: ch.text for ch in changes if ch.text is not None and ch.path in texts}}
     if wrong := _wrong(places(final, new)):
-        raise Exit(
+        raise Refused(
             f"init cannot set the name everywhere ({'; '.join(wrong)}) — set these by hand (the README's "
-            "'Starting your project' lists every place), then run init again.",
-            code=1,
+            "'Starting your project' lists every place), then run init again."
         )
     return sorted(changes, key=lambda ch: ch.path)
 
@@ -298,10 +293,9 @@ def _check_only_example_stages(root: Path) -> None:
     stages = (yaml.safe_load((root / "dvc.yaml").read_text()) or {}).get("stages", {})
     others = [stage for stage, spec in stages.items() if EXAMPLE_MODULE not in str(spec.get("cmd", ""))]
     if others:
-        raise Exit(
+        raise Refused(
             f"dvc.yaml has stages that are not the example's ({', '.join(others)}) — pass --keep-example to keep "
-            "the pipeline as it is (init then only renames), or remove src/example/ and its stages yourself.",
-            code=1,
+            "the pipeline as it is (init then only renames), or remove src/example/ and its stages yourself."
         )
 
 
@@ -311,40 +305,32 @@ def message(new: str, changes: list[Change]) -> str:
     return f"Start project {new} from the template (invoke init)\n\n" + "\n".join(lines) + "\n"
 
 
-def apply(c: Context, changes: list[Change], text: str, root: Path = ROOT) -> str:
+def apply(git: Git, changes: list[Change], text: str, root: Path = ROOT) -> str:
     """Make the changes and commit them as one commit; the commit."""
     for change in changes:
         path = root / change.path
         if change.text is None:
-            must(c, f"Removing {change.path}", "git", "rm", "-r", "--quiet", "--", change.path)
+            git.must(f"Removing {change.path}", "rm", "-r", "--quiet", "--", change.path)
             if path.is_dir():
                 shutil.rmtree(path)  # what git did not track there (__pycache__)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(change.text)
-    must(c, "Staging the changes", "git", "add", "--", *[ch.path for ch in changes if ch.text is not None])
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
-        f.write(text)
-    try:
-        done = run(c, "git", "commit", "--quiet", "--cleanup=verbatim", "--file", f.name)
-    finally:
-        os.unlink(f.name)
-    if not done.ok:
-        detail = " / ".join((done.stderr or done.stdout or "").strip().splitlines()[-3:])
-        raise Exit(
-            f"Committing failed ({detail}) — the changes are staged: fix that and `git commit`, "
-            "or drop them with `git reset --hard HEAD`.",
-            code=1,
+    git.must("Staging the changes", "add", "--", *[ch.path for ch in changes if ch.text is not None])
+    done = git.run("commit", "--quiet", "--cleanup=verbatim", "--file=-", input=text)
+    if done.returncode != 0:
+        raise Refused(
+            f"Committing failed ({last_lines(done.stderr or done.stdout, 3)}) — the changes are staged: fix that and "
+            "`git commit`, or drop them with `git reset --hard HEAD`."
         )
-    return git(c, "rev-parse", "HEAD") or ""
+    return git("rev-parse", "HEAD") or ""
 
 
-def next_steps(c: Context, new: str, commit: str, kept_example: bool) -> str:
+def next_steps(git: Git, new: str, commit: str, kept_example: bool) -> str:
     """What to do after init: run the checks, push to the project's own repository, set its secrets, tag a run."""
-    branch = git(c, "symbolic-ref", "--quiet", "--short", "HEAD") or "main"
-    remotes = (git(c, "remote") or "").split()
-    secrets = [w.removeprefix("secret ") for w in runner.CI_SETTINGS.values() if w.startswith("secret ")]
-    variables = [w.split()[-1] for w in runner.CI_SETTINGS.values() if w.startswith("repository variable ")]
+    branch = git.branch() or "main"
+    remotes = (git("remote") or "").split()
+    secrets, variables = ci.settings_named("secret"), ci.settings_named("repository variable")
     rename_origin = "git remote rename origin template && " if "origin" in remotes and "template" not in remotes else ""
     pipeline = "src/example/" if kept_example else f"src/{package(new)}/ (the skeleton's stage `train`)"
     return "\n".join(

@@ -5,12 +5,11 @@ registers nothing, and its record names the MLflow run whose version it is. The 
 trailers copy those records, so the versions of a run are the versions MLflow links to the runs they name, found
 the same way whether the run computed its model or restored it.
 
-    results_of(run, runs)                   the run whose results commit holds `run`'s results (its own, or another's)
     check_alias(alias)                      refuse an alias MLflow would refuse, before anything is asked
     connect(env)                            a client of the configured store, after a check with a short timeout
-    produced(client, run, c, env)           the newest version of each registered model the run's MLflow runs made
+    produced(client, run, git, env)         the newest version of each registered model the run's MLflow runs made
     promote(client, version, alias, run)    tag the version with the results commit, then point the alias at it
-    section(c, env, run, runs)              `invoke runs --run`: the run's model versions and their aliases
+    section(runs, env, run)                 `invoke runs --run`: the run's model versions and their aliases
 
 Every failure is a `Refused` whose message is one line, safe to print: what is wrong, and what to do.
 mlflow is imported inside the functions: `invoke --list` never pays for it.
@@ -25,11 +24,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from invoke import Context
-
 from src.runloop import environment, mlflow_server
-from src.runloop.commands import git
-from src.runloop.runs import Run
+from src.runloop.git import Git
+from src.runloop.refusal import Refused as _Refused
+from src.runloop.runs import Run, RunNotFound, Runs
 
 DEFAULT_ALIAS = "champion"
 # The params.yaml key naming a stage's registered model (params.yaml's `train: registered_model:`).
@@ -44,7 +42,7 @@ RUN_ID = re.compile(r"[0-9a-zA-Z_-]{1,64}")
 CLIENT_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
-class Refused(Exception):
+class Refused(_Refused):
     """Why there is nothing to promote or show, and what to do (one line, no secret)."""
 
 
@@ -54,25 +52,6 @@ def check_alias(alias: str) -> None:
             f"{alias!r} cannot be an MLflow alias — use letters, digits, '_' and '-' (not 'latest' or 'v<number>', "
             "which MLflow reserves), e.g. champion or staging."
         )
-
-
-def results_of(run: Run, runs: list[Run]) -> Run | None:
-    """`run` if it has a results commit; else the run whose results commit holds `run`'s results, if one does.
-
-    share makes no results commit of its own for a run whose dvc.lock another run's results commit already holds:
-    a second tag of a commit (every stage restored from the run cache; its branch's tip has the same parent and
-    tree), or a tag of a results commit itself (dvc.lock unchanged). `runs`: newest first, as `runs.listed` gives.
-    """
-    if run.results:
-        return run
-    same = [
-        r
-        for r in runs
-        if r.results
-        and r.tag != run.tag
-        and (r.results == run.commit or (r.commit, r.where) == (run.commit, run.branch))
-    ]
-    return same[0] if same else None
 
 
 @contextmanager
@@ -116,7 +95,7 @@ def connect(env: Mapping[str, str]) -> Any:
         return MlflowClient(tracking_uri=uri)
 
 
-def produced(client: Any, run: Run, c: Context, env: Mapping[str, str]) -> list[Any]:
+def produced(client: Any, run: Run, git: Git, env: Mapping[str, str]) -> list[Any]:
     """The newest version of each registered model that `run`'s MLflow runs registered; Refused says why none."""
     ids = [i for i in run.mlflow_runs if RUN_ID.fullmatch(i)]
     if not ids:
@@ -132,7 +111,7 @@ def produced(client: Any, run: Run, c: Context, env: Mapping[str, str]) -> list[
             )
         found = [v for i in ids for v in client.search_model_versions(f"run_id='{i}'")]
         if not found:
-            raise Refused(_why_none(client, run, c, env, ids))
+            raise Refused(_why_none(client, run, git, env, ids))
         newest: dict[str, Any] = {}
         for v in found:
             if v.name not in newest or int(v.version) > int(newest[v.name].version):
@@ -152,11 +131,11 @@ def _has_run(client: Any, run_id: str) -> bool:
     return True
 
 
-def _why_none(client: Any, run: Run, c: Context, env: Mapping[str, str], ids: list[str]) -> str:
+def _why_none(client: Any, run: Run, git: Git, env: Mapping[str, str], ids: list[str]) -> str:
     """Why the run's MLflow runs have no version: a deleted registered model params.yaml names, or none made."""
     from mlflow.exceptions import MlflowException
 
-    for key, name in registered_names(c, run.commit).items():
+    for key, name in registered_names(git, run.commit).items():
         try:
             client.get_registered_model(name)
         except MlflowException as exc:
@@ -184,12 +163,12 @@ def _logged_models(client: Any, ids: list[str]) -> list[str]:
     return [m.model_uri for m in found]
 
 
-def registered_names(c: Context, commit: str) -> dict[str, str]:
+def registered_names(git: Git, commit: str) -> dict[str, str]:
     """The registered models params.yaml names at `commit`: `<section>.registered_model` → the model's name."""
     import yaml
 
     try:
-        params = yaml.safe_load(git(c, "show", f"{commit}:params.yaml") or "") or {}
+        params = yaml.safe_load(git("show", f"{commit}:params.yaml") or "") or {}
     except yaml.YAMLError:
         return {}
     sections = params.items() if isinstance(params, dict) else []
@@ -219,30 +198,21 @@ def promote(client: Any, version: Any, alias: str, run: Run) -> None:
     client.set_registered_model_alias(version.name, alias, version.version)
 
 
-def borrowed(run: Run, shared: Run) -> str:
-    """Whose results commit holds the results of a run that has none of its own."""
-    return f"{run.tag} has no results commit of its own: {shared.tag}'s ({shared.results[:12]}) holds its results"
-
-
 def uri(name: str, alias: str) -> str:
     return f"models:/{name}@{alias}"
 
 
-def section(c: Context, env: Mapping[str, str], run: Run, runs: list[Run]) -> str:
+def section(runs: Runs, env: Mapping[str, str], run: Run) -> str:
     """`invoke runs --run`: the run's model versions with their aliases, or why they cannot be shown."""
     head = "Model versions (MLflow Model Registry):"
-    shared = results_of(run, runs)
-    if shared is None:
-        return f"{head}\n  none yet: {run.tag} has no results commit"
     lines = [head]
-    if shared.tag != run.tag:
-        lines.append(f"  ({borrowed(run, shared)})")
     try:
+        shared = runs.with_results(run.tag, say=lambda text: lines.append(f"  ({text})"))
         client = connect(env)
-        versions = produced(client, shared, c, env)
+        versions = produced(client, shared, runs.git, env)
         with speaking(env):
             rows = [(v, client.get_model_version(v.name, v.version)) for v in versions]
-    except Refused as exc:
+    except (Refused, RunNotFound) as exc:
         return "\n".join([*lines, f"  not shown: {exc}"])
     for v, full in rows:
         aliases = ", ".join(sorted(full.aliases)) or "no alias"

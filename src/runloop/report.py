@@ -7,29 +7,27 @@ import shutil
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from invoke import Context
-
-from src.runloop import dvc_remote, environment, tracking
-from src.runloop.commands import run
+from src.runloop import ci, dvc_remote, environment, machine, record, tracking
 from src.runloop.dvc_repo import Dvc
+from src.runloop.runs import Run, Runs, failed_where
 
 # Columns the metrics table may take before it is shown one metric per line (when no terminal says otherwise).
 WIDTH = 100
 
 
-def run_link(record: Mapping[str, str]) -> str:
+def run_link(entry: Mapping[str, str]) -> str:
     """Where to see a recorded MLflow run: its page on a server, or its id in the embedded store."""
-    uri = record["tracking_uri"]
+    uri = entry["tracking_uri"]
     if environment.is_local_store(uri):
-        return f"run {record['run_id']} in {uri}"
-    return f"{uri.rstrip('/')}/#/experiments/{record['experiment_id']}/runs/{record['run_id']}"
+        return f"run {entry['run_id']} in {uri}"
+    return f"{uri.rstrip('/')}/#/experiments/{entry['experiment_id']}/runs/{entry['run_id']}"
 
 
 def mlflow_lines(records: list[dict[str, Any]] | None = None) -> list[str]:
     """One line per MLflow run the outputs record (its stages, where to see it); how to browse a local store, once."""
     runs: dict[str, list[Mapping[str, str]]] = {}
-    for record in tracking.run_records() if records is None else records:
-        runs.setdefault(record["run_id"], []).append(record)
+    for entry in tracking.run_records() if records is None else records:
+        runs.setdefault(entry["run_id"], []).append(entry)
     lines = [f"MLflow ({', '.join(r['stage'] for r in same)}): {run_link(same[0])}" for same in runs.values()]
     stores = dict.fromkeys(
         r[0]["tracking_uri"] for r in runs.values() if environment.is_local_store(r[0]["tracking_uri"])
@@ -57,33 +55,27 @@ def results(env: Mapping[str, str], remote: bool, table: str, lines: list[str]) 
     print(f"Data and models: {environment.ROOT} (outputs listed in dvc.yaml); shared through {where}.")
 
 
-def summary(env: Mapping[str, str], dvc: Dvc, tag: str, commit: str, outcome: str, details: str = "") -> None:
-    """Tell the run's outcome on stdout and, on GitHub Actions, in the job summary (with `details` below it)."""
-    print(outcome)
-    path = environment.env_value("GITHUB_STEP_SUMMARY", env)
+def summary(env: Mapping[str, str], dvc: Dvc, outcome: record.Outcome, said: str) -> None:
+    """Tell the run's outcome on stdout and, on CI, in the job summary (its metrics, params, machine, comparison)."""
+    print(said)
+    path = ci.summary_file(env)
     if not path:
         return
     links = "\n".join(f"- {line}" for line in mlflow_lines()) or "- MLflow: no run"
-    more = f"\n### Environment and the branch's previous run\n\n```text\n{details.strip()}\n```\n" if details else ""
+    more = "".join(
+        f"\n### {title}\n\n```text\n{text.strip()}\n```\n"
+        for title, text in (
+            ("Environment", "\n".join(f"{k}: {v}" for k, v in outcome.machine.items())),
+            ("The branch's previous run", outcome.comparison),
+        )
+        if text.strip()
+    )
     with open(path, "a", encoding="utf-8") as f:
         f.write(
-            f"## Run `{tag}`\n\n- Commit: `{commit}`\n- {outcome}\n{links}\n\n"
+            f"## Run `{outcome.tag}`\n\n- Commit: `{outcome.commit}`\n- {said}\n{links}\n\n"
             f"### Metrics\n\n{dvc.metrics_table(md=True) or 'none'}\n\n"
             f"### Params\n\n{dvc.params_table(md=True) or 'none'}\n{more}"
         )
-
-
-def details(c: Context, dvc: Dvc, prefix: str, tag: str, remote: str, described: dict[str, str]) -> str:
-    """What the results commit and the job summary tell beyond the metrics: the machine the run ran on (as
-    `machine.describe` has it), and its params and metrics against the previous run of its branch (DVC's diffs,
-    indented as the message's sections)."""
-    from src.runloop import comparison, machine, runs
-
-    listed = runs.listed(c, prefix, remote)
-    branch = next((r.branch for r in listed if r.tag == tag), None)
-    head, _, body = comparison.against_previous(c, dvc, runs.previous(listed, tag, branch), branch).partition("\n")
-    indented = "".join(f"    {line}\n" if line else "\n" for line in body.splitlines())
-    return f"{machine.section(described)}\n{head}\n{indented}"
 
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
@@ -99,7 +91,7 @@ def mlflow_link(env: Mapping[str, str], run_id: str) -> str:
     return run_id if environment.is_local_store(uri) else f"{environment.redact(uri).rstrip('/')}/#/runs/{run_id}"
 
 
-def runs_table(listed: list, env: Mapping[str, str]) -> str:
+def runs_table(listed: list[Run], env: Mapping[str, str]) -> str:
     """`invoke runs`: one row per run, newest first (git only: no MLflow or DVC here)."""
     if not listed:
         return "No runs yet: `invoke tag-run` launches one."
@@ -124,20 +116,19 @@ def _headline(metrics: list[str], n: int = 3) -> list[str]:
     return [m for m in metrics if m.split(" ", 1)[0] == last][:n]
 
 
-def chain(c: Context, env: Mapping[str, str], r) -> str:
+def chain(runs: Runs, env: Mapping[str, str], r: Run) -> str:
     """`invoke runs --run RUN`: the whole chain of one run, from its tag to its outputs and the remote."""
-    from src.runloop import machine, runs
-
     lines = [
         f"Run {r.tag}: {r.state}",
         f"  tag          {r.tag}, tagged {r.date} on branch {r.branch or '?'}",
         *[f"               {line}" for line in (r.message or "(no message)").splitlines()],
-        f"  tagged       {r.commit}  {git_subject(c, r.commit)}",
-        f"  results      {r.results + ' on ' + (r.where or '?') if r.results else 'none yet: ' + r.state}",
+        f"  tagged       {r.commit}  {runs.git('log', '-1', '--format=%s', r.commit) or ''}",
+        f"  results      {r.results + ' on ' + (r.where or '?') if r.results else 'none: ' + r.state}",
+        *_ending(r),
         f"  CI run       {r.ci_run or '-'}",
         *[f"  MLflow run   {mlflow_link(env, run_id)}" for run_id in r.mlflow_runs],
     ]
-    recorded = runs.outputs(c, r)
+    recorded = runs.outputs(r)
     if recorded:
         try:
             held = dvc_remote.holds(env, [o.md5 for o in recorded])
@@ -153,5 +144,11 @@ def chain(c: Context, env: Mapping[str, str], r) -> str:
     return "\n".join(lines)
 
 
-def git_subject(c: Context, rev: str) -> str:
-    return run(c, "git", "log", "-1", "--format=%s", rev).stdout.strip()
+def _ending(r: Run) -> list[str]:
+    """How a run that did not end with results ended, and its last lines of output, as its record says."""
+    o = r.outcome
+    if o is None or o.has_results:
+        return [f"  attempts     {r.attempts}"] if r.attempts > 1 else []
+    ended = " at ".join(filter(None, (record.describe(o.kind), failed_where(o))))
+    lines = [f"  ended        {ended}; its record is on {r.where} ({r.attempts} attempt(s))"]
+    return lines + [f"               | {line}" for line in o.output]

@@ -36,9 +36,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from invoke import Exit
-
-from src.runloop import dvc_remote, environment, machine, report, runner, runs, tracking
+from src.runloop import ci, dvc_remote, environment, lock, machine, report, runner, tracking
+from src.runloop.git import Git
+from src.runloop.refusal import Refused
+from src.runloop.runs import Run, RunNotFound, Runs
 
 BIT_IDENTICAL, EQUIVALENT, DIFFERENT = "bit-identical", "numerically equivalent", "different"
 EXIT = {BIT_IDENTICAL: 0, EQUIVALENT: 0, DIFFERENT: 1}
@@ -55,7 +56,7 @@ for run_id in sys.argv[3:]:
 """
 
 
-class CannotReproduce(Exception):
+class CannotReproduce(Refused):
     """The run could not be recomputed here; the message says why and what to do."""
 
 
@@ -68,20 +69,6 @@ class Verdict:
 
 
 # -- the verdict (pure) -----------------------------------------------------------------------------------------
-
-
-def lock_hashes(lock_text: str) -> dict[str, str]:
-    """Every stage output a dvc.lock records and its hash, without the MLflow run records (runs/*.json)."""
-    import yaml
-
-    lock = yaml.safe_load(lock_text or "") or {}
-    records = f"{tracking.RUNS_DIR.as_posix()}/"
-    return {
-        out["path"]: out.get("md5", "")
-        for stage in (lock.get("stages") or {}).values()
-        for out in stage.get("outs", [])
-        if not (out["path"].startswith(records) and out["path"].endswith(".json"))
-    }
 
 
 def differing(recorded: Mapping[str, str], new: Mapping[str, str]) -> list[tuple[str, str, str]]:
@@ -142,11 +129,6 @@ def _last_lines(result: subprocess.CompletedProcess, n: int = 4) -> str:
     """A failed tool's last lines, as one line without credentials (MLflow's errors quote its whole URL)."""
     said = " / ".join((result.stderr or result.stdout or "").strip().splitlines()[-n:]) or "no output"
     return environment.scrub(said)
-
-
-def _git_show(rev: str, path: str) -> str | None:
-    result = _sh(["git", "show", f"{rev}:{path}"], environment.ROOT, os.environ, quiet=True)
-    return result.stdout if result.returncode == 0 else None
 
 
 def venv_cache(env: Mapping[str, str]) -> Path:
@@ -234,9 +216,9 @@ def connect_data(tree: Path, env: Mapping[str, str]) -> str:
     return f"the local DVC cache ({cache}; no remote is configured)"
 
 
-def pull_inputs(tree: Path, venv: Path, env: Mapping[str, str], recorded: list[runs.Output], source: str) -> None:
+def pull_inputs(tree: Path, venv: Path, env: Mapping[str, str], recorded: list[lock.Output], source: str) -> None:
     """Pull the data the pipeline reads that no stage makes (what .dvc files track); print each with its hash."""
-    inputs = [o for o in recorded if o.stage.endswith(".dvc")]
+    inputs = [o for o in recorded if o.is_input]
     if not inputs:
         print("Inputs: none to pull (no .dvc files: every input is made by the pipeline's stages).", flush=True)
         return
@@ -253,8 +235,9 @@ def pull_inputs(tree: Path, venv: Path, env: Mapping[str, str], recorded: list[r
 
 def stage_environment(env: Mapping[str, str], tree: Path, venv: Path, store: str) -> dict[str, str]:
     """The pipeline's environment for the worktree: the venv's Python, the worktree's code, the MLflow `store`."""
-    # Nothing of the original launch: the recomputed stages are no run of the tag (RUN_TAG, GITHUB_*).
-    stage_env = {k: v for k, v in env.items() if not k.startswith("GITHUB_") and k not in ("RUN_TAG", "MLFLOW_URL")}
+    # Nothing of the original launch: the recomputed stages are no run of the tag (RUN_TAG, the CI's variables).
+    launch = (environment.RUN_TAG_ENV, environment.RUN_CI_URL_ENV, "MLFLOW_URL")
+    stage_env = {k: v for k, v in env.items() if not k.startswith(ci.PREFIX) and k not in launch}
     stage_env.update(
         PATH=os.pathsep.join([str(venv / "bin"), env.get("PATH", "")]),
         VIRTUAL_ENV=str(venv),
@@ -275,10 +258,11 @@ def tag_mlflow_runs(tree: Path, venv: Path, env: Mapping[str, str], store: str, 
     return f"MLflow runs {', '.join(ids)} in {environment.redact(store)}, {status}."
 
 
-def verdict(tree: Path, venv: Path, env: Mapping[str, str], run: runs.Run, rtol: float, atol: float) -> Verdict:
-    """Compare the recomputed dvc.lock with the recorded one, and the metrics when bytes differ."""
-    recorded = lock_hashes(_git_show(run.results or "", "dvc.lock") or "")
-    new = lock_hashes((tree / "dvc.lock").read_text())
+def verdict(tree: Path, venv: Path, env: Mapping[str, str], run: Run, rtol: float, atol: float) -> Verdict:
+    """Compare the recomputed dvc.lock with the recorded one (`runs/*.json` aside: they name MLflow runs), and the
+    metrics when bytes differ."""
+    recorded = lock.Lock(Git()("show", f"{run.results}:{lock.DVC_LOCK}")).hashes()
+    new = lock.Lock.read(tree).hashes()
     outputs = differing(recorded, new)
     if not outputs:
         return Verdict(BIT_IDENTICAL)
@@ -300,7 +284,7 @@ def this_machine(venv: Path) -> dict[str, str]:
         return {"python": f"unknown ({_last_lines(result, 1)})"}
 
 
-def tell(v: Verdict, run: runs.Run, n_outputs: int, rtol: float, atol: float, here: dict[str, str]) -> None:
+def tell(v: Verdict, run: Run, n_outputs: int, rtol: float, atol: float, here: dict[str, str]) -> None:
     results = (run.results or "")[:12]
     if v.name == BIT_IDENTICAL:
         print(
@@ -332,22 +316,13 @@ def tell(v: Verdict, run: runs.Run, n_outputs: int, rtol: float, atol: float, he
 
 
 def reproduce(spec: str, rtol: float, atol: float, keep: bool, track: bool) -> int:
-    from invoke import Context
-
-    from tasks import TAG_PREFIX  # the one place the prefix is named
-
-    c = Context()
     env = runner.pipeline_environment()
-    runs.fetch_or_say(c, "origin", "using")
+    runs = Runs()
+    runs.fetch_or_say("using")
     try:
-        run = runs.resolve(c, TAG_PREFIX, spec)
-    except runs.RunNotFound as exc:
+        run = runs.with_results(spec)
+    except RunNotFound as exc:
         raise CannotReproduce(str(exc)) from None
-    if not run.results:
-        raise CannotReproduce(
-            f"Run {run.tag} has no results commit ({run.state}) — wait for its job to share them, or name another "
-            "run (`invoke runs` lists them)."
-        )
     print(f"Reproducing {run.tag}: results commit {run.results[:12]} on {run.where}.", flush=True)
     base = Path(tempfile.mkdtemp(prefix="reproduce-"))
     tree = base / "worktree"
@@ -359,7 +334,7 @@ def reproduce(spec: str, rtol: float, atol: float, keep: bool, track: bool) -> i
         print(f"Worktree: {tree}", flush=True)
         venv = run_environment(tree, env)
         source = connect_data(tree, env)
-        pull_inputs(tree, venv, env, runs.outputs(c, run), source)
+        pull_inputs(tree, venv, env, runs.outputs(run), source)
         dvc = [str(venv / "bin" / "python"), "-m", "dvc"]
         # The recorded metric files, for `dvc metrics diff` should the bytes differ (small; failure is said later).
         _sh([*dvc, "fetch", "--type", "metrics"], tree, env, quiet=True)
@@ -378,7 +353,7 @@ def reproduce(spec: str, rtol: float, atol: float, keep: bool, track: bool) -> i
             print(f"MLflow runs {ids} in a throwaway store, removed with the worktree (--keep keeps it, --track logs")
             print("to the configured one; both tag the runs reproduction_of=<tag>).")
         v = verdict(tree, venv, stage_env, run, rtol, atol)
-        n_outputs = len(lock_hashes((tree / "dvc.lock").read_text()))
+        n_outputs = len(lock.Lock.read(tree).hashes())
         tell(v, run, n_outputs, rtol, atol, this_machine(venv) if v.name != BIT_IDENTICAL else {})
         return EXIT[v.name]
     finally:
@@ -428,8 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     except CannotReproduce as exc:
         print(f"\nCould not reproduce: {exc}", flush=True)
         return CANNOT
-    except Exit as exc:  # a refusal of the shared plumbing (an unreadable .env, say): its one line
-        print(f"\nCould not reproduce: {exc.message}", flush=True)
+    except Refused as exc:  # a refusal of the shared plumbing (an unreadable .env, say): its one line
+        print(f"\nCould not reproduce: {exc}", flush=True)
         return CANNOT
     except KeyboardInterrupt:
         print("\nInterrupted: the worktree is removed; nothing of the run was changed.", flush=True)

@@ -8,8 +8,6 @@ write (HOME, caches, stores) goes under a directory the caller gives.
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,12 +19,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from src.runloop import ci, processes
+
 BIN = Path(sys.executable).parent
 MLFLOW_ARTIFACT_BUCKET = "mlflow-artifacts"
 NAME, EMAIL = "Test User", "test@example.com"
 # Anything that would point a tool at the developer's (or CI's) servers, credentials, repositories or config.
 # Whole prefixes, so new variables such as MLFLOW_RUN_ID, AWS_DEFAULT_PROFILE or GIT_DIR are covered too.
-SCRUB_PREFIXES = ("MLFLOW_", "AWS_", "DVC_", "GIT_", "GITHUB_")
+SCRUB_PREFIXES = ("MLFLOW_", "AWS_", "DVC_", "GIT_", ci.PREFIX, "RUNNER_")
 SCRUB_NAMES = (
     "CI",
     "ACCESS_TOKEN",
@@ -83,56 +83,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def start(cmd: list[str], env: Mapping[str, str], log_path: Path, cwd: Path | None = None) -> subprocess.Popen:
-    """Start `cmd` in a new session (its own process group), its output to `log_path`."""
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            cmd,
-            env=dict(env),
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def _group_alive(pgid: int) -> bool:
-    """True while a process in group `pgid` is running (zombies do not count)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    if not Path("/proc/self/stat").exists():
-        return True
-    # Killed children are re-parented to init, which may take a while to reap them.
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state, _ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
-        except (OSError, IndexError, ValueError):
-            continue
-        if int(pgrp) == pgid and state != "Z":
-            return True
-    return False
-
-
-def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    """Terminate the whole process group of `proc`, then kill what is left."""
-    pgid = proc.pid  # start_new_session: the leader's pid is the group id
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            break
-        # Workers may outlive the leader, so wait for the group, not just the leader.
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None and not _group_alive(pgid):
-                return
-            time.sleep(0.05)
-    proc.wait(timeout=timeout)
 
 
 def tail(log: Path, lines: int = 40) -> str:
@@ -218,14 +168,16 @@ def s3_server(base: Path, environ: Mapping[str, str]) -> Iterator[S3Server]:
     base.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = base / "moto.log"
-    proc = start([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], isolated(environ, base), log, base)
+    proc = processes.start(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], isolated(environ, base), log, base
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/moto-api/", None, 30, proc, log)
         server = S3Server(f"http://127.0.0.1:{port}")
         server.ensure_bucket(MLFLOW_ARTIFACT_BUCKET)
         yield server
     finally:
-        stop(proc)
+        processes.stop(proc)
 
 
 @contextmanager
@@ -245,13 +197,13 @@ def mlflow_server(base: Path, environ: Mapping[str, str], s3: S3Server) -> Itera
         "--default-artifact-root", artifact_root, "--no-serve-artifacts",
         "--workers", "1", "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
-    proc = start(cmd, env, log, cwd=base)  # cwd: the server must not drop mlflow.db or mlruns/ anywhere else
+    proc = processes.start(cmd, env, log, cwd=base)  # cwd: the server must not drop mlflow.db or mlruns/ anywhere else
     try:
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/health", "OK", 90, proc, log)
         yield MlflowServer(url=url, artifact_root=artifact_root)
     finally:
-        stop(proc)
+        processes.stop(proc)
 
 
 def bare_origin(path: Path, source: Path | None = None, env: Mapping[str, str] | None = None) -> Path:

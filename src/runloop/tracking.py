@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from src.runloop import environment, machine
 from src.runloop.environment import ROOT, redact
+from src.runloop.git import Git
 
 log = logging.getLogger(__name__)
 
@@ -26,28 +26,22 @@ log = logging.getLogger(__name__)
 RUNS_DIR = Path("runs")
 
 
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout.strip()
-
-
 def run_tags(stage: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Tags that tie an MLflow run to the code and the launch that produced it."""
-    commit = _git("rev-parse", "HEAD") or environment.env_value("GITHUB_SHA", env)
+    git = Git(ROOT)
+    commit = git("rev-parse", "HEAD")
     # DVC rewrites dvc.lock between stages: that is the run's own bookkeeping, not a change to the code.
-    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)dvc.lock")
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)dvc.lock")
     tags = {
         "stage": stage,
         "git_commit": commit,
         "mlflow.source.git.commit": commit,
         "git_dirty": None if dirty is None else str(bool(dirty)).lower(),
-        "run_tag": environment.run_tag(env),
-        "ci_run_url": environment.ci_run_url(env),
+        # What `invoke repro` says of the launch: the run's tag and its CI run's page (none for a local run).
+        "run_tag": environment.env_value(environment.RUN_TAG_ENV, env),
+        "ci_run_url": environment.env_value(environment.RUN_CI_URL_ENV, env),
         # Packages the runner has beyond Pipfile.lock (left there by other jobs), as `invoke repro` found them.
-        "python_extras": (environment.env_value("RUN_PYTHON_EXTRAS", env) or "")[:5000] or None,
+        "python_extras": (environment.env_value(environment.PYTHON_EXTRAS_ENV, env) or "")[:5000] or None,
         # The machine the stage ran on: why a reproduction's bytes may differ (see machine.py).
         **{f"env.{key}": value for key, value in machine.describe().items()},
     }

@@ -1,0 +1,210 @@
+"""The pipeline's two files: dvc.yaml (what the stages declare) and dvc.lock (what a run recorded).
+
+One `Output` for every output and input a run knows of, one `Lock` for a dvc.lock, and the one rule for which
+outputs a results commit can carry. Reading the files takes milliseconds where a `dvc` command takes a second:
+the checks around a no-op `invoke repro` read them here.
+
+    stages(root)                   dvc.yaml's stages (a file DVC could not read either is a SettingsError)
+    declared(stages)               every output they declare, with its cache and push settings
+    unshareable(outputs)           those the DVC remote will never hold, in words
+    Lock.read(root) / Lock(text)   a dvc.lock: its outputs and their hashes
+    Lock.changed_outputs(other)    which outputs differ between two locks of the same inputs
+    recorded(git, rev)             what a commit records: each output of its dvc.lock and each .dvc file's input
+    not_up_to_date(stages, root)   stages dvc.lock does not record, or whose outputs are missing or changed
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from src.runloop import environment
+from src.runloop.git import Git
+from src.runloop.tracking import is_run_record
+
+DVC_YAML = "dvc.yaml"
+DVC_LOCK = "dvc.lock"
+
+
+@dataclass(frozen=True)
+class Output:
+    """A file or directory a run makes or reads: a stage's output, or an input a .dvc file tracks."""
+
+    path: str  # relative to the project root
+    stage: str  # the stage that writes it, or the .dvc file that tracks an input
+    md5: str = ""  # DVC's hash, where a lock records one
+    cache: bool = True  # `cache: false` keeps it out of DVC's cache: only git could hold it
+    push: bool = True  # `push: false` keeps it off the remote
+
+    @property
+    def shareable(self) -> bool:
+        """Whether the DVC remote carries it, so a clone of the results can pull it."""
+        return self.cache and self.push
+
+    @property
+    def is_input(self) -> bool:
+        return self.stage.endswith(".dvc")
+
+    @property
+    def is_run_record(self) -> bool:
+        return is_run_record(self.path)
+
+
+def unshareable(outputs: list[Output]) -> list[str]:
+    """The outputs the DVC remote will never hold (`cache: false`: git would have to; `push: false`), in words."""
+    return [
+        f"{o.path} ({o.stage}, {'cache: false' if not o.cache else 'push: false'})" for o in outputs if not o.shareable
+    ]
+
+
+# -- dvc.yaml -------------------------------------------------------------------------------------------------------
+
+
+def stages(root: Path | None = None) -> dict[str, dict[str, Any]]:
+    """dvc.yaml's stages; a file DVC could not read either is a SettingsError naming the file and the place."""
+    path = (root or environment.ROOT) / DVC_YAML
+    if not path.is_file():
+        raise environment.SettingsError(f"There is no {DVC_YAML} in {path.parent} — run this in the project's root")
+    content = environment.read_yaml(path)
+    found = content.get("stages") if isinstance(content, dict) else None
+    if not isinstance(found, dict) or not found:
+        raise environment.SettingsError(f"{DVC_YAML} has no 'stages:' mapping — define the pipeline's stages there")
+    for name, stage in found.items():
+        if not isinstance(stage, dict) or not ("cmd" in stage or "do" in stage):
+            raise environment.SettingsError(f"{DVC_YAML}: stage {name!r} has no 'cmd:' — give it the command to run")
+    return found
+
+
+def declared(defined: Mapping[str, dict[str, Any]]) -> list[Output]:
+    """Every output the stages declare (outs, metrics, plots), with its cache and push settings; foreach/matrix
+    stages are left out (their paths are templates DVC expands)."""
+    found = []
+    for name, stage in defined.items():
+        if "do" in stage:
+            continue
+        wdir = Path(stage.get("wdir", "."))
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind) or []:
+                path, options = next(iter(entry.items())) if isinstance(entry, dict) else (entry, {})
+                options = options if isinstance(options, dict) else {}
+                found.append(
+                    Output(
+                        os.path.normpath(wdir / str(path)),
+                        name,
+                        cache=options.get("cache", True) is not False,
+                        push=options.get("push", True) is not False,
+                    )
+                )
+    return found
+
+
+# -- dvc.lock ----------------------------------------------------------------------------------------------------
+
+
+class Lock:
+    """A dvc.lock's content (an empty lock for no text)."""
+
+    def __init__(self, text: str | None) -> None:
+        import yaml
+
+        loaded = yaml.safe_load(text or "") or {}
+        self.stages: dict[str, dict[str, Any]] = (loaded.get("stages") if isinstance(loaded, dict) else None) or {}
+
+    @classmethod
+    def read(cls, root: Path | None = None) -> Lock:
+        path = (root or environment.ROOT) / DVC_LOCK
+        return cls(path.read_text(encoding="utf-8") if path.is_file() else None)
+
+    def outputs(self) -> list[Output]:
+        """Every output the lock records, with its hash."""
+        return [
+            Output(out["path"], stage, out.get("md5", ""))
+            for stage, entry in self.stages.items()
+            for out in entry.get("outs") or []
+        ]
+
+    def hashes(self, records: bool = False) -> dict[str, str]:
+        """Output path → hash; the MLflow run records (runs/*.json, which name a machine's MLflow runs) only with
+        `records`: without them, two runs that made the same data have the same hashes."""
+        return {o.path: o.md5 for o in self.outputs() if records or not o.is_run_record}
+
+    def changed_outputs(self, new: Lock) -> list[str] | None:
+        """The outputs whose hashes differ from this lock's in `new`; None when code, params or data in differ.
+
+        A stage's run record as the dependency of a later stage (evaluate reads train's) is not data in: its change
+        is the upstream output's, listed once.
+        """
+        if self.stages.keys() != new.stages.keys():
+            return None
+        differ = []
+        for stage, was in self.stages.items():
+            now = new.stages[stage]
+            if _inputs(was) != _inputs(now):
+                return None
+            was_outs = {o["path"]: o for o in was.get("outs", [])}
+            now_outs = {o["path"]: o for o in now.get("outs", [])}
+            if was_outs.keys() != now_outs.keys():
+                return None
+            differ += [path for path, out in was_outs.items() if out != now_outs[path]]
+        return differ
+
+
+def _inputs(stage: dict) -> dict:
+    deps = [d for d in stage.get("deps", []) if not is_run_record(d.get("path", ""))]
+    return {**{k: v for k, v in stage.items() if k != "outs"}, "deps": deps}
+
+
+def recorded(git: Git, rev: str) -> list[Output]:
+    """Each output `rev`'s dvc.lock records and each input a .dvc file of `rev` tracks, with its hash."""
+    import yaml
+
+    found = Lock(git("show", f"{rev}:{DVC_LOCK}")).outputs()
+    tracked = (git("ls-tree", "-r", "--name-only", rev) or "").splitlines()
+    for name in (n for n in tracked if n.endswith(".dvc") and not n.startswith(".dvc/")):
+        dvc_file = yaml.safe_load(git("show", f"{rev}:{name}") or "") or {}
+        folder = posixpath.dirname(name)
+        for out in dvc_file.get("outs", []):
+            found.append(Output(posixpath.join(folder, out["path"]), name, out.get("md5", "")))
+    return found
+
+
+def not_up_to_date(defined: Mapping[str, dict[str, Any]], root: Path | None = None) -> dict[str, str]:
+    """Stages that dvc.lock does not record, or whose outputs are missing or not the recorded size: stage → why.
+
+    This is what DVC 3.67 gets wrong under `dvc repro --pull`: it says "up to date" and skips a new stage whose
+    outputs are all `cache: false`, leaving no lock entry and no output.
+    """
+    root = root or environment.ROOT
+    path = root / DVC_LOCK
+    locked = ((environment.read_yaml(path) if path.is_file() else None) or {}).get("stages") or {}
+    by_stage: dict[str, list[Output]] = {}
+    for out in declared(defined):
+        by_stage.setdefault(out.stage, []).append(out)
+    found = {}
+    for name, stage in defined.items():
+        if stage.get("frozen"):
+            continue
+        if "do" in stage:
+            if not any(key.startswith(f"{name}@") for key in locked):
+                found[name] = f"{DVC_LOCK} records none of its instances"
+            continue
+        if name not in locked:
+            found[name] = f"{DVC_LOCK} has no entry for it: it never ran"
+            continue
+        sizes = {os.path.normpath(o.get("path", "")): o.get("size") for o in locked[name].get("outs") or []}
+        for out in by_stage.get(name, []):
+            if "${" in out.path:
+                continue
+            file = root / out.path
+            if not file.exists():
+                found[name] = f"its output {out.path} is missing"
+                break
+            size = sizes.get(os.path.relpath(out.path, stage.get("wdir", ".")), sizes.get(out.path))
+            if file.is_file() and isinstance(size, int) and file.stat().st_size != size:
+                found[name] = f"its output {out.path} is not what {DVC_LOCK} records"
+                break
+    return found

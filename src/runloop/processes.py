@@ -1,0 +1,232 @@
+"""Processes the machinery starts: each in a group of its own, stopped as a group, none outliving its user.
+
+    start(cmd, env, log, cwd)        a server or tool in a new session (its own process group), output to a log
+    stop(proc, timeout)              SIGTERM the whole group, then SIGKILL what is left
+    run_stoppable(cmd, env, grace)   a child group that a SIGINT or SIGTERM here stops in order (SIGINT first,
+                                     so a stage can close its MLflow run, then SIGTERM, then SIGKILL); its exit code
+    stop_cleanly(task, where)        inside the block, a signal stops every child and exits in one line
+    group_alive(pgid), descendants(pid)
+
+Linux's /proc tells who is in a group (zombies, waiting to be reaped, do not count) and who descends from whom.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from src.runloop.refusal import Refused
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Stopped(Refused):
+    """A signal stopped the work; the message says where things stand, `code` is 128 + the signal."""
+
+
+# -- groups --------------------------------------------------------------------------------------------------------
+
+
+def start(cmd: list[str], env: Mapping[str, str], log_path: Path, cwd: Path | None = None) -> subprocess.Popen:
+    """Start `cmd` in a new session (its own process group), its output to `log_path`."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            cmd,
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Terminate the whole process group of `proc` (started in a session of its own), then kill what is left."""
+    pgid = proc.pid
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not signal_group(pgid, sig):
+            break
+        # Workers may outlive the leader, so wait for the group, not just the leader.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None and not group_alive(pgid):
+                return
+            time.sleep(0.05)
+    proc.wait(timeout=timeout)
+
+
+def signal_group(pgid: int, signum: int) -> bool:
+    """Send `signum` to process group `pgid`; False when the group is gone."""
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process of group `pgid` still runs (zombies waiting for init to reap them do not count)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if not Path("/proc/self/stat").exists():
+        return True
+    return any(group == pgid and state != "Z" for _pid, _ppid, group, state in _table())
+
+
+def _table() -> Iterator[tuple[int, int, int, str]]:
+    """(pid, parent, group, state) of every process /proc lists."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            yield int(stat.parent.name), int(ppid), int(group), state
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (none where there is no /proc: a terminal's Ctrl-C reaches its group anyway)."""
+    below: dict[int, list[int]] = {}
+    for child, parent, _group, _state in _table():
+        below.setdefault(parent, []).append(child)
+    found, todo = [], [pid]
+    while todo:
+        for child in below.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+# -- a child group a signal stops in order ---------------------------------------------------------------------------
+
+
+def run_stoppable(cmd: list[str], env: Mapping[str, str], grace: tuple[float, float] = (10.0, 5.0)) -> tuple[int, int]:
+    """Run `cmd` in a process group of its own; a SIGINT or SIGTERM here stops the whole group.
+
+    The group gets SIGINT first (a running stage closes its MLflow run as KILLED and exits); at a second signal, or
+    `grace[0]` seconds later, SIGTERM; `grace[1]` seconds after that, SIGKILL. Returns (exit code, the first signal
+    received or 0).
+    """
+    received: list[tuple[int, float]] = []  # (signal, when)
+    proc: subprocess.Popen | None = None
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append((signum, time.monotonic()))
+        if proc is not None:
+            signal_group(proc.pid, signal.SIGINT if len(received) == 1 else signal.SIGTERM)
+
+    previous = {s: signal.signal(s, on_signal) for s in SIGNALS}
+    try:
+        proc = subprocess.Popen(cmd, env=dict(env), start_new_session=True)
+        if received:  # it came between the start and `proc` being set
+            signal_group(proc.pid, signal.SIGINT)
+        code = _wait(proc, received, grace)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return code, received[0][0] if received else 0
+
+
+def _wait(proc: subprocess.Popen, received: list[tuple[int, float]], grace: tuple[float, float]) -> int:
+    """The leader's exit code; after a stop signal, once the whole group is gone, escalating while it lingers."""
+    code: int | None = None
+    escalated = 0
+    exited = _exit_notice(proc.pid)
+    try:
+        while True:
+            if code is None:
+                code = _wait_for_exit(proc, exited, 0.5)
+            if not received:
+                if code is not None:
+                    return code
+                continue
+            if code is not None and not group_alive(proc.pid):
+                return code
+            elapsed = time.monotonic() - received[0][1]
+            if escalated < len(grace) and elapsed > sum(grace[: escalated + 1]):
+                signal_group(proc.pid, (signal.SIGTERM, signal.SIGKILL)[escalated])
+                escalated += 1
+            elif escalated == len(grace) and elapsed > sum(grace) + 5:
+                return proc.wait()  # SIGKILLed; what still shows is beyond reach (a process stuck in the kernel)
+            if code is not None:
+                time.sleep(0.1)
+    finally:
+        if exited is not None:
+            os.close(exited)
+
+
+def _exit_notice(pid: int) -> int | None:
+    """A descriptor that becomes readable when `pid` exits (Linux's pidfd), or None where there is none."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _wait_for_exit(proc: subprocess.Popen, exited: int | None, seconds: float) -> int | None:
+    """`proc`'s exit code if it exits within `seconds`, else None. Woken by the exit itself where the OS can tell
+    (Popen.wait(timeout) polls with sleeps of up to 50 ms, which every no-op `invoke repro` paid)."""
+    if exited is not None:
+        select.select([exited], [], [], seconds)
+        return proc.poll()
+    try:
+        return proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+# -- this process's children -----------------------------------------------------------------------------------------
+
+
+@contextmanager
+def stop_cleanly(task: str, where: str) -> Iterator[None]:
+    """Inside the block, a SIGINT or SIGTERM (Ctrl-C, or CI cancelling the job) stops every process this one started
+    and raises Stopped with `task` and `where`, instead of a traceback while an orphaned push goes on."""
+
+    def on_signal(signum: int, _frame: object) -> None:
+        for sig in SIGNALS:  # CI sends SIGINT, then SIGTERM: the first one decides
+            signal.signal(sig, signal.SIG_IGN)
+        stop_children()
+        raise Stopped(f"{task} stopped by {signal.Signals(signum).name} — {where}", code=128 + signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if signal.getsignal(sig) is on_signal:
+                signal.signal(sig, handler)
+
+
+def stop_children(grace: float = 5.0) -> None:
+    """SIGTERM every descendant of this process, then SIGKILL what is still there after `grace` seconds."""
+    children = descendants(os.getpid())
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in children:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while (children := [p for p in children if _running(p)]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not children:
+            return
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has stopped; its parent reaps it
