@@ -77,6 +77,7 @@ class _Task(Task):
     """invoke's Task, saying the package's refusals as invoke's Exit: one line, its exit status, no traceback."""
 
     def __call__(self, *args, **kwargs):
+        processes.die_with_parent()  # killed with its parent (a cancelled CI step), it stops what it started
         try:
             return super().__call__(*args, **kwargs)
         except Refused as exc:

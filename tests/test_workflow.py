@@ -141,7 +141,12 @@ def test_workflow_gives_the_push_token_to_share_alone(job):
     assert failure["env"] == {"ACCESS_TOKEN": "${{ secrets.ACCESS_TOKEN }}", "JOB_STATUS": "${{ job.status }}"}
     # Nowhere else: the checkout's token (the fetch), repro's flag, share's and the failure record's steps.
     uses = re.findall(r"^.*secrets\.ACCESS_TOKEN.*$", WORKFLOW.read_text(), flags=re.MULTILINE)
-    assert [line.split(":")[0].strip() for line in uses] == ["token", "ACCESS_TOKEN_SET", "ACCESS_TOKEN", "ACCESS_TOKEN"]
+    assert [line.split(":")[0].strip() for line in uses] == [
+        "token",
+        "ACCESS_TOKEN_SET",
+        "ACCESS_TOKEN",
+        "ACCESS_TOKEN",
+    ]
 
 
 def test_workflow_and_dependabot_pass_zizmor_pedantic():

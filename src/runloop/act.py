@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping
@@ -203,10 +204,13 @@ class Act:
         on_entry: Callable[[dict], None] | None = None,
         timeout: float | None = 600,
         secrets: Mapping[str, str] | None = None,
+        cancel_when: Callable[[dict], bool] | None = None,
     ) -> ActRun:
         """Run the workflow for `tag` in `repo`; each log entry goes to `on_entry` as act writes it.
 
         `variables` and `secrets` replace the repository variables and secrets given at construction, for this run.
+        `cancel_when`: cancel the job (SIGINT to act, as GitHub's "Cancel workflow" does to a runner) at the first
+        log entry it holds true for; act then runs the steps a cancelled job runs.
         """
         cmd = self.command(repo, tag, variables, secrets)
         proc = subprocess.Popen(
@@ -220,7 +224,8 @@ class Act:
             errors="replace",
             start_new_session=True,  # stopped as a group, with every step it started
         )
-        timer = threading.Timer(timeout, services.stop, (proc,)) if timeout else None
+        timer = threading.Timer(timeout, processes.stop, (proc,)) if timeout else None
+        cancelled = False
         entries: list[dict] = []
         try:
             if timer:
@@ -234,6 +239,8 @@ class Act:
                 entries.append(entry)
                 if on_entry:
                     on_entry(entry)
+                if cancel_when and not cancelled and cancel_when(entry):
+                    cancelled = processes.signal_group(proc.pid, signal.SIGINT)
             proc.wait()
         finally:
             if timer:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -78,6 +79,7 @@ def main(argv: list[str]) -> int:
 
     log = logging.getLogger("dvc")  # DVC's own handler and format: "ERROR: failed to reproduce 'train': …"
     ui.enable()
+    signal.signal(signal.SIGTERM, _stop_group)  # the task died (processes.die_with_parent): stop the stage too
     lock_before = _lock_text()
     try:
         with Repo() as repo:
@@ -102,6 +104,13 @@ def main(argv: list[str]) -> int:
         log.exception("interrupted by the user")
         return 252
     return 0
+
+
+def _stop_group(signum: int, _frame: object) -> None:
+    """SIGTERM to this process alone (its task died): pass it to the stage DVC runs in this group, then unwind."""
+    signal.signal(signum, signal.SIG_IGN)
+    os.killpg(os.getpgrp(), signum)
+    raise KeyboardInterrupt
 
 
 def read_outcome(path: Path) -> Outcome:

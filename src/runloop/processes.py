@@ -5,7 +5,13 @@
     run_stoppable(cmd, env, grace)   a child group that a SIGINT or SIGTERM here stops in order (SIGINT first,
                                      so a stage can close its MLflow run, then SIGTERM, then SIGKILL); its exit code
     stop_cleanly(task, where)        inside the block, a signal stops every child and exits in one line
+    signal_descendants(signum)       pass a signal on to the processes below this one, in its group
+    die_with_parent()                this process gets SIGTERM when its parent dies, even by SIGKILL (Linux)
     group_alive(pgid), descendants(pid)
+
+A chain of processes that each die with their parent, and each stop their own group on SIGTERM, leaves nothing
+running when any one of them is killed: the CI step's shell (step_log.py), the task (tasks.py), DVC's process
+(pipeline.py) and, through DVC, the stage.
 
 Linux's /proc tells who is in a group (zombies, waiting to be reaped, do not count) and who descends from whom.
 """
@@ -28,6 +34,20 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 class Stopped(Refused):
     """A signal stopped the work; the message says where things stand, `code` is 128 + the signal."""
+
+
+def die_with_parent(signum: int = signal.SIGTERM) -> None:
+    """Have the kernel send this process `signum` when its parent dies (Linux's PR_SET_PDEATHSIG; elsewhere
+    nothing): a parent killed with SIGKILL cannot stop its children itself."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signum, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the line above: the signal would never come
+        os.kill(os.getpid(), signum)
 
 
 # -- groups --------------------------------------------------------------------------------------------------------
@@ -94,6 +114,18 @@ def _table() -> Iterator[tuple[int, int, int, str]]:
             continue  # gone meanwhile
 
 
+def signal_descendants(signum: int) -> None:
+    """Send `signum` to every process below this one that is in its process group (a child that made a group of
+    its own, as the pipeline does, is its parent's to stop)."""
+    group = os.getpgrp()
+    for pid in descendants(os.getpid()):
+        try:
+            if os.getpgid(pid) == group:
+                os.kill(pid, signum)
+        except ProcessLookupError:
+            continue
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below `pid` (none where there is no /proc: a terminal's Ctrl-C reaches its group anyway)."""
     below: dict[int, list[int]] = {}
@@ -127,7 +159,7 @@ def run_stoppable(cmd: list[str], env: Mapping[str, str], grace: tuple[float, fl
 
     previous = {s: signal.signal(s, on_signal) for s in SIGNALS}
     try:
-        proc = subprocess.Popen(cmd, env=dict(env), start_new_session=True)
+        proc = subprocess.Popen(cmd, env=dict(env), start_new_session=True, preexec_fn=die_with_parent)
         if received:  # it came between the start and `proc` being set
             signal_group(proc.pid, signal.SIGINT)
         code = _wait(proc, received, grace)

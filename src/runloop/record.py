@@ -167,7 +167,8 @@ def message(outcome: Outcome) -> str:
         verb = "failed" if o.kind == FAILED else "was cancelled"
         head += f"Run {o.tag} for {o.commit} {verb}{where}{stage}.\n"
         if o.output:
-            head += "\nLast lines of its output:\n" + "".join(f"{_INDENT}{line}\n" for line in o.output)
+            # Blank lines left out: the section ends at the first one.
+            head += "\nLast lines of its output:\n" + "".join(f"{_INDENT}{line}\n" for line in o.output if line.strip())
     sections = [_machine_section(o.machine)] if o.machine else []
     sections += [o.comparison.strip("\n") + "\n"] if o.comparison.strip() else []
     body = "".join(f"\n{s}" for s in sections)
@@ -258,7 +259,7 @@ def _unsigned(text: str) -> str:
 def _split(text: str, known: set[str] | None) -> tuple[str, dict[str, list[str]]]:
     """The text above the trailers, and the trailers: the last paragraph, when every line of it is `Key: value`
     (and, with `known`, one of its keys is known: a hand-written tag's last paragraph may be prose)."""
-    paragraphs = re.split(r"\n[ \t]*\n", text.strip("\n"))
+    paragraphs = re.split(r"\n(?:[ \t]*\n)+", text.strip("\n"))
     last = paragraphs[-1].splitlines() if paragraphs else []
     found: dict[str, list[str]] = {}
     for line in last:

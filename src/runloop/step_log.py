@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from src.runloop import ci
+from src.runloop import ci, processes
 
 FOLDER = "runloop"  # under the CI host's temp folder
 JOURNAL = "steps.jsonl"  # one line when a step starts, one when it ends
@@ -115,7 +115,8 @@ def last_failure(env: Mapping[str, str]) -> Step | None:
 def run_step(script: Path, env: Mapping[str, str]) -> int:
     """Run the step's script under bash, its output to this process's stdout and to the journal's log; its exit code.
 
-    A SIGINT or SIGTERM here (the job cancelled) goes on to the step's process group.
+    The step stays in this process's group (a terminal's hangup reaches it, as act's cancel does); a SIGINT or
+    SIGTERM sent to this process alone (a runner cancelling the job) goes on to every process of the step.
     """
     where = folder(env)
     command = script.read_text(encoding="utf-8", errors="replace").strip()
@@ -133,14 +134,11 @@ def run_step(script: Path, env: Mapping[str, str]) -> int:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        process_group=0,  # signals below reach the step and its children, not the runner
+        preexec_fn=processes.die_with_parent,  # this shell killed outright: bash gets SIGTERM
     )
 
     def forward(signum: int, _frame: object) -> None:
-        try:
-            os.killpg(proc.pid, signum)
-        except ProcessLookupError:
-            pass
+        processes.signal_descendants(signum)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, forward)
