@@ -44,7 +44,7 @@ def test_compare_two_runs_with_different_params(dev, origin, s3, tmp_path):
     assert f"\nCompared with {first} ({before[:12]}):\n" in body
     assert re.search(rf"^    params\.yaml +{re.escape(param)} +{value} +{changed}$", body, re.MULTILINE)
     summary = (tmp_path / "summary.md").read_text()
-    assert f"Compared with {first} ({before[:12]}):" in summary and "Environment:" in summary
+    assert f"Compared with {first} ({before[:12]}):" in summary and "### Environment\n\n```text\npython: " in summary
     user = clone(origin, tmp_path / "user")
 
     out = ok(invoke(user, "compare", env=env))  # the branch's newest run, and the one before it

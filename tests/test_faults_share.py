@@ -134,8 +134,11 @@ def test_share_refuses_outputs_the_remote_cannot_carry(dev, origin, s3, pipeline
 
     out = share(repo, "--tag", tag, env=s3_env(s3), code=1)
 
-    assert "Outputs the DVC remote cannot carry: extra/nocache.txt, extra/nopush.txt (`cache: false` or" in out
-    assert "drop those options, then repro and share" in out
+    assert (
+        "Outputs the DVC remote cannot carry: extra/nocache.txt (extra, cache: false), extra/nopush.txt (extra, "
+        "push: false), so a clone of the results could not pull them — drop those options in dvc.yaml, then repro "
+        "and share." in out
+    )
     assert refs(origin) == before and s3.server.keys(s3.dvc_bucket) == []
     assert git("rev-parse", "HEAD", cwd=repo) == commit_of(origin, tag)
 
@@ -402,8 +405,11 @@ def test_share_takes_quoted_unicode_and_long_tag_names_literally(
         if i == 0:
             results = refs(origin)["refs/heads/main"]
             assert f"Results committed as {results[:12]} on origin/main." in out
-        else:
-            assert f"origin/main already holds these exact results ({results[:12]})" in out
+        else:  # the same results as the first: a record of its own, on the side branch named after it
+            assert f"The same results as {results[:12]} (the results of run {ODD_TAGS[0]})." in out
+            same = refs(origin)[f"refs/heads/results/{name}"]
+            assert (parents(origin, same), trailers(origin, same)["Run-Tag"]) == ([tagged], [name])
+            assert f"the run is recorded as {same[:12]} on branch results/{name}" in out
 
     assert parents(origin, results) == [tagged] and trailers(origin, results)["Run-Tag"] == [ODD_TAGS[0]]
     assert refs(origin)["refs/heads/main"] == results
@@ -526,7 +532,7 @@ def test_share_pushes_over_https_with_the_token_and_leaves_it_nowhere(
     assert pushes == [("POST", "/origin.git/git-receive-pack?", True)]
     assert TOKEN not in out
     # Never on a command line: the push's git processes were running, and none showed it.
-    assert any(" push --quiet origin HEAD:refs/heads/main" in line for line in server.command_lines)
+    assert any(f" push --quiet origin {results}:refs/heads/main" in line for line in server.command_lines)
     assert server.leaked == []
     # Not in the clone (.git/config, .dvc/config.local, run records), not in HOME (no credential store).
     assert holders(TOKEN, tmp_path, isolated_env.parent) == []

@@ -43,11 +43,11 @@ def test_run_records_are_the_ones_dvc_yaml_names(tmp_path):
     for stage in ("fit", "score", "old"):  # `old` is a stage since removed from dvc.yaml
         (tmp_path / "runs" / f"{stage}.json").write_text(json.dumps(record_of(stage, f"id-{stage}", "sqlite:///x")))
 
-    assert [r["stage"] for r in tracking.run_records(tmp_path)] == ["fit", "score"]
+    assert [r["stage"] for r in lock.run_records(tmp_path)] == ["fit", "score"]
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    assert tracking.run_records(tmp_path) == []
+    assert lock.run_records(tmp_path) == []
     (tmp_path / "dvc.yaml").unlink()
-    assert tracking.run_records(tmp_path) == []
+    assert lock.run_records(tmp_path) == []
 
 
 # -- what invoke repro prints -----------------------------------------------------------------------------------

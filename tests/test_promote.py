@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from gitrepos import clone, commit_file, git, invoke, lock_outs, record, show, tag_run
+from gitrepos import clone, commit_file, git, invoke, lock_outs, record, refs, show, tag_run
 from loop_fixtures import (
     record_by_hand,
 )
@@ -139,18 +139,19 @@ def test_promote_a_shared_run_then_the_runs_that_restored_its_model(
     chain = ok(invoke(user, "runs", "--run", first, "--no-fetch", env=env))
     assert model_lines(chain) == [f"  {name} version 1  aliases: champion  (MLflow run {trained}; models:/{name}/1)"]
 
-    # A second tag of the same commit: every stage restored, no new version, and share pushes no results commit.
+    # A second tag of the same commit: every stage restored, no new version; share records the same results.
     second = tag_run(dev, "--name", "second")
     again = clone(origin, tmp_path / "again", f"refs/tags/{second}")
     repro = ok(invoke(again, "repro", env=env))
     assert "Running stage" not in repro
     shared = ok(invoke(again, "share", "--tag", second, env=env))
-    assert f"origin/main already holds these exact results ({results[:12]})" in shared
+    assert f"The same results as {results[:12]} (the results of run {first})." in shared
+    same = refs(origin)[f"refs/heads/results/{second}"]
     assert [v.version for v in client.search_model_versions(f"name='{name}'")] == ["1"]
 
     out = promote(user, "--run", second, "--alias", "staging", env=env)
 
-    assert f"{second} has no results commit of its own: {first}'s ({results[:12]}) holds its results." in out
+    assert f"(MLflow run {trained}; results {same[:12]} on results/{second})" in out
     assert out.splitlines()[-1] == f"models:/{name}@staging"
     assert client.get_model_version_by_alias(name, "staging").version == "1"
     chain = ok(invoke(user, "runs", "--run", second, env=env))

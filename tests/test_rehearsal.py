@@ -221,12 +221,14 @@ def test_a_commit_whose_stage_fails_names_the_failing_step_and_exits_1(project, 
 
     out = result.stdout
     assert result.returncode == 1, out
-    rehearsed_tag(out, "broken")
+    tag = rehearsed_tag(out, "broken")
     repro, share = step_running(project, "invoke repro"), step_running(project, "invoke share")
     log = section(out, f"The runner's log (act, {tasks.WORKFLOW})")
     assert f"Running stage '{last}'" in log and "this stage breaks on purpose" in log
     assert f"Failure - Main {repro}" in log and f"Run Main {share}" not in log
-    assert "No results commit was pushed" in section(out, "What the real run would have produced")
+    produced = section(out, "What the real run would have produced")
+    assert f"on failed/{tag}: the real run pushes it to origin/failed/{tag} (the workflow's last step" in produced
+    assert "Run-Outcome: failed" in produced and f"Failed-Stage: {last}" in produced
     assert out.rstrip().endswith(f"The job failed at step {repro!r} (its log is above) — fix it and rehearse again.")
 
 

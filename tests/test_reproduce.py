@@ -33,7 +33,7 @@ from reproduce_fixtures import (
 )
 
 import tasks
-from src.runloop import lock, machine, reproduction, tracking
+from src.runloop import lock, machine, reproduction
 from src.runloop import record as records
 
 # -- the verdict, from hashes and DVC's metrics diff ---------------------------------------------------------------
@@ -328,7 +328,7 @@ def test_a_run_made_by_the_workflow_reproduces_bit_identical_in_a_fresh_clone(
         reproduced = kept_store.search_runs(
             [e.experiment_id for e in kept_store.search_experiments()], f"tags.reproduction_of = '{tag}'"
         )
-        made = sorted(r["run_id"] for r in tracking.run_records(kept))
+        made = sorted(r["run_id"] for r in lock.run_records(kept))
         assert made and sorted(r.info.run_id for r in reproduced) == made
         # Which run made this model file? And this MLflow run? `invoke runs --find` answers from git.
         outs = lock_outs(show(user, results, "dvc.lock"))

@@ -74,7 +74,9 @@ def test_share_pushes_data_then_commits_results(dev, origin, s3, pipeline_cache,
     assert trailers(origin, results) == {
         "Run-Tag": [tag],
         "Run-Commit": [tagged],
+        "Run-Outcome": ["results"],
         "MLflow-Run": run_ids,
+        "Run-Record": ["2"],
     }
     accuracy = json.loads((repo / "metrics" / "evaluate.json").read_text())["accuracy"]
     assert f"    metrics/evaluate.json accuracy: {accuracy}\n" in git("log", "-1", "--format=%B", results, cwd=origin)
@@ -155,7 +157,7 @@ def test_share_again_pushes_data_but_makes_no_new_commit(dev, origin, s3, pipeli
     assert git("rev-parse", "HEAD", cwd=again) == commit_of(origin, tag)
     assert_data_pushed(s3, bucket, again)
 
-    # A new run of the results commit itself: dvc.lock comes out the same, so there is nothing to commit.
+    # A new run of the results commit itself: dvc.lock comes out the same, a record of the run and nothing else.
     git("pull", "--quiet", "--ff-only", cwd=dev)
     retag = tag_run(dev, "--name", "again")
     assert commit_of(origin, retag) == results
@@ -167,9 +169,11 @@ def test_share_again_pushes_data_but_makes_no_new_commit(dev, origin, s3, pipeli
 
     out = share(same, "--tag", retag, env=env)
 
-    assert f"dvc.lock did not change: {results[:12]} already records these results, so no commit was made" in out
-    assert refs(origin) == before
-    assert git("rev-parse", "HEAD", cwd=same) == results
+    record = refs(origin)["refs/heads/main"]
+    assert f"The same results as {results[:12]} (the results of run {tag}). Results committed as {record[:12]}" in out
+    assert refs(origin) == {**before, "refs/heads/main": record}
+    assert parents(origin, record) == [results] and git("diff", "--name-only", results, record, cwd=origin) == ""
+    assert trailers(origin, record)["Same-As"] == [results]
     assert_data_pushed(s3, bucket, same)
 
 
@@ -380,8 +384,9 @@ def test_share_takes_odd_tag_names_literally(dev, origin, s3, pipeline_cache, tm
     env = s3_env(s3, GITHUB_REF=f"refs/tags/{ODD_TAGS[1]}", GITHUB_REF_NAME=ODD_TAGS[1])
     second = runner(origin, tmp_path / "second", ODD_TAGS[1], pipeline_cache, env)
     out = share(second, env=env)
-    assert f"origin/main already holds these exact results ({results[:12]})" in out
+    assert f"origin/main holds these results already ({results[:12]}): the run is recorded as " in out
     assert refs(origin)["refs/heads/main"] == results
+    assert trailers(origin, refs(origin)[f"refs/heads/results/{ODD_TAGS[1]}"])["Run-Tag"] == [ODD_TAGS[1]]
 
     assert files_named("pwned*", tmp_path, isolated_env) + list(Path.cwd().glob("pwned*")) == []
 

@@ -311,9 +311,9 @@ def test_sweep_legs_run_on_the_runner_and_restore_what_they_share(dev, origin, a
     experiment = client.get_experiment_by_name(experiment_of(dev)).experiment_id
     accuracy = {}
     for n, (epochs, leg) in enumerate(zip((20, 40, 80), legs, strict=True)):
-        ran = ran(act.run(clone(origin, tmp_path / f"runner-ep-{n}", f"refs/tags/{leg}"), leg))
+        log = ran(act.run(clone(origin, tmp_path / f"runner-ep-{n}", f"refs/tags/{leg}"), leg))
 
-        assert executed(ran) == ["train", "evaluate"]  # data comes back from the base's run cache
+        assert executed(log) == ["train", "evaluate"]  # data comes back from the base's run cache
         results = refs(origin)[f"refs/heads/results/{leg}"]
         assert parents(origin, results) == [commit_of(origin, leg)]
         assert git("diff", "--name-only", commit_of(origin, leg), results, cwd=origin).splitlines() == ["dvc.lock"]
@@ -340,8 +340,8 @@ def test_sweep_legs_run_on_the_runner_and_restore_what_they_share(dev, origin, a
     # 2. A sweep over evaluate.threshold after the base run: only evaluate executes in each leg.
     _, legs, _ = sweep(dev, "--set", "evaluate.threshold=0.3,0.7", "--name", "th")
     for n, leg in enumerate(legs):
-        ran = ran(act.run(clone(origin, tmp_path / f"runner-th-{n}", f"refs/tags/{leg}"), leg))
+        log = ran(act.run(clone(origin, tmp_path / f"runner-th-{n}", f"refs/tags/{leg}"), leg))
 
-        assert executed(ran) == ["evaluate"]
+        assert executed(log) == ["evaluate"]
         assert f"refs/heads/results/{leg}" in refs(origin)
     assert refs(origin)["refs/heads/main"] == main

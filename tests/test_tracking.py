@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from src.runloop import ci, environment, machine, tracking
+from src.runloop import ci, environment, lock, machine, tracking
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -144,7 +144,7 @@ def test_stage_run_records_each_run_and_nests_evaluate_under_train(project, tmp_
         evaluations.append(run.info.run_id)
     assert json.loads((tmp_path / "runs" / "evaluate.json").read_text())["run_id"] == evaluations[-1]
     (tmp_path / "dvc.yaml").write_text((project / "dvc.yaml").read_text())  # the records are those it names
-    assert [r["stage"] for r in tracking.run_records(tmp_path)] == ["evaluate", "train"]
+    assert [r["stage"] for r in lock.run_records(tmp_path)] == ["evaluate", "train"]
 
     client = MlflowClient(tracking_uri=uri)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, check=True, capture_output=True, text=True)

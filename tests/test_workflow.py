@@ -188,7 +188,14 @@ def test_workflow_runs_the_loop_end_to_end(dev, origin, act, s3, remote, mlflow_
     assert parents(origin, results) == [tagged]
     found = trailers(origin, results)
     mlflow_runs = found.pop("MLflow-Run")
-    assert found == {"Run-Tag": [tag], "Run-Commit": [tagged], "CI-Run": [CI_RUN]}
+    assert found == {
+        "Run-Tag": [tag],
+        "Run-Commit": [tagged],
+        "Run-Outcome": ["results"],
+        "CI-Run": [CI_RUN],
+        "Run-Attempt": ["1"],
+        "Run-Record": ["2"],
+    }
     bot = f"{ACTOR} <{ACTOR}@users.noreply.github.com>"
     assert git("log", "-1", "--format=%an <%ae>|%cn <%ce>", results, cwd=origin) == f"{bot}|{bot}"
     # The data is in the DVC remote: every output dvc.lock names, and a run-cache entry per stage.
@@ -226,14 +233,16 @@ def test_workflow_runs_the_loop_end_to_end(dev, origin, act, s3, remote, mlflow_
     assert f"Results of {tag} are already on origin as {results[:12]}" in log
     assert refs(origin) == state
 
-    # 3. A second tag of the same commit: restored from the run cache, and the same dvc.lock as on main.
+    # 3. A second tag of the same commit: restored from the run cache, the same dvc.lock as on main; a record of
+    #    its own goes to the side branch named after it (tests/test_outcomes.py follows such runs further).
     second = tag_run(dev, "--name", "second")
     state = refs(origin)
     log = ran(act.run(clone(origin, tmp_path / "runner-3", f"refs/tags/{second}"), second))
 
     assert "Running stage" not in log
-    assert f"origin/main already holds these exact results ({results[:12]})" in log
-    assert refs(origin) == state
+    same = refs(origin)[f"refs/heads/results/{second}"]
+    assert refs(origin) == {**state, f"refs/heads/results/{second}": same}
+    assert trailers(origin, same)["Same-As"] == [results]
 
     # 4. main moves on while a run is going: its results go to a branch of their own, main is left alone.
     git("pull", "--quiet", "--ff-only", cwd=dev)
@@ -289,8 +298,12 @@ def test_workflow_names_a_missing_variable_before_running(dev, origin, act, s3, 
     assert "MLFLOW_URL (from repository variable MLFLOW_URL)" in result.log
     assert "Settings → Secrets and variables → Actions" in result.log
     assert "dvc repro" not in result.log
-    assert refs(origin) == state
     assert remote.keys(s3) == set()
+    # The run's record on origin says so: the failure, its step and what the step said.
+    failed = refs(origin)[f"refs/heads/failed/{tag}"]
+    assert refs(origin) == {**state, f"refs/heads/failed/{tag}": failed}
+    assert trailers(origin, failed)["Failed-Step"] == ["invoke repro"]
+    assert "MLFLOW_URL (from repository variable MLFLOW_URL)" in git("log", "-1", "--format=%B", failed, cwd=origin)
 
 
 @pytest.mark.slow
@@ -305,7 +318,10 @@ def test_workflow_names_a_missing_push_token_without_showing_it_to_repro(dev, or
     assert result.steps["Reproduce the pipeline"] == "failure", result.steps
     assert "Missing on this runner: ACCESS_TOKEN (from secret ACCESS_TOKEN) — set them" in result.log
     assert "dvc repro" not in result.log
-    assert refs(origin) == state and remote.keys(s3) == set()
+    assert remote.keys(s3) == set()
+    failed = refs(origin)[f"refs/heads/failed/{tag}"]  # recorded without the token: this origin takes any push
+    assert refs(origin) == {**state, f"refs/heads/failed/{tag}": failed}
+    assert "Missing on this runner: ACCESS_TOKEN" in git("log", "-1", "--format=%B", failed, cwd=origin)
 
 
 SNOOP = """\

@@ -172,18 +172,10 @@ def git_push(env: Mapping[str, str], remote_name: str) -> Result:
     if git("rev-parse", "--verify", "--quiet", "HEAD") is None:
         return Result("git push", SKIPPED, f"{remote_name} ({shown}): no commit here to try a push with")
     probe = "refs/heads/results/runloop-doctor-check"  # a dry run: nothing is created
+    batch = {"GIT_TERMINAL_PROMPT": "0", "GIT_SSH_COMMAND": env.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")}
     try:
-        tried = subprocess.run(
-            ["git", "push", "--dry-run", "--quiet", remote_name, f"HEAD:{probe}"],
-            cwd=environment.ROOT,
-            env={
-                **env,
-                "GIT_TERMINAL_PROMPT": "0",
-                "GIT_SSH_COMMAND": env.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
-            },
-            capture_output=True,
-            text=True,
-            timeout=30,
+        tried = Git(environment.ROOT, env).run(
+            "push", "--dry-run", "--quiet", remote_name, f"HEAD:{probe}", env=batch, timeout=30
         )
     except subprocess.TimeoutExpired:
         return Result("git push", FAILED, f"{remote_name} ({shown}) did not answer in 30 s", "check the network")

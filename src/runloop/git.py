@@ -35,9 +35,10 @@ class Git:
         return Git(Path(cwd), self.env)
 
     def run(
-        self, *args: str, env: Mapping[str, str] | None = None, input: str | None = None
+        self, *args: str, env: Mapping[str, str] | None = None, input: str | None = None, timeout: float | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """`git ARGS`; `env` adds to (or overrides) the repository's environment for this command alone."""
+        """`git ARGS`; `env` adds to (or overrides) the repository's environment for this command alone. Past
+        `timeout` seconds, subprocess.TimeoutExpired."""
         full = None if self.env is None and env is None else {**(self.env or _environ()), **(env or {})}
         return subprocess.run(
             ["git", *args],
@@ -48,6 +49,7 @@ class Git:
             capture_output=True,
             text=True,
             errors="replace",
+            timeout=timeout,
         )
 
     def probe(self, *args: str, **kwargs) -> str | None:

@@ -10,6 +10,7 @@ the checks around a no-op `invoke repro` read them here.
     Lock.read(root) / Lock(text)   a dvc.lock: its outputs and their hashes
     Lock.changed_outputs(other)    which outputs differ between two locks of the same inputs
     recorded(git, rev)             what a commit records: each output of its dvc.lock and each .dvc file's input
+    run_records(root)              the MLflow run records (runs/<stage>.json) the stages write, as they are here
     not_up_to_date(stages, root)   stages dvc.lock does not record, or whose outputs are missing or changed
 """
 
@@ -24,7 +25,7 @@ from typing import Any
 
 from src.runloop import environment
 from src.runloop.git import Git
-from src.runloop.tracking import is_run_record
+from src.runloop.tracking import is_run_record, read_record
 
 DVC_YAML = "dvc.yaml"
 DVC_LOCK = "dvc.lock"
@@ -170,6 +171,19 @@ def recorded(git: Git, rev: str) -> list[Output]:
         for out in dvc_file.get("outs", []):
             found.append(Output(posixpath.join(folder, out["path"]), name, out.get("md5", "")))
     return found
+
+
+def run_records(root: Path | None = None) -> list[dict[str, Any]]:
+    """The MLflow run records (runs/<stage>.json) the stages dvc.yaml names write, as they are here: present also
+    when DVC restored the stages, so they name the MLflow runs that made these results. Not whatever else lies in
+    runs/; none when dvc.yaml cannot be read."""
+    root = root or environment.ROOT
+    try:
+        paths = sorted({o.path for o in declared(stages(root)) if o.is_run_record})
+    except environment.SettingsError:
+        return []
+    records = (read_record(root / path) for path in paths)
+    return [r for r in records if r and {"stage", "run_id", "experiment_id", "tracking_uri"} <= r.keys()]
 
 
 def not_up_to_date(defined: Mapping[str, dict[str, Any]], root: Path | None = None) -> dict[str, str]:

@@ -82,13 +82,24 @@ def existing(git: Git, remote: str, tag: str, commit: str) -> str | None:
 
 def earlier_results(git: Git, remote: str, tagged: str, tree: str) -> str | None:
     """A commit that already holds these exact results: the tagged commit's own dvc.lock when the run changed
-    nothing (the commit that last wrote it), else another run's results commit on `tagged` with the same tree."""
+    nothing (the commit that last wrote it), else another run's results commit on `tagged` with the same tree (the
+    one that first held them, when that run's record is itself of the same results)."""
     if git("rev-parse", f"{tagged}^{{tree}}") == tree:
         return git("log", "-1", "--format=%H", tagged, "--", LOCK) or tagged
-    out = git("log", f"--remotes={remote}", "--fixed-strings", f"--grep={record.TAG}: ", "--format=%H %P %T")
-    return next(
-        (sha for sha, *rest in (line.split() for line in (out or "").splitlines()) if rest == [tagged, tree]), None
-    )
+    fmt = "--format=%H %P %T%x00%B%x1e"
+    out = git("log", f"--remotes={remote}", "--fixed-strings", f"--grep={record.TAG}: ", fmt) or ""
+    for entry in out.split("\x1e"):
+        head, _, text = entry.strip("\n").partition("\0")
+        sha, *rest = head.split() or [""]
+        if rest != [tagged, tree]:
+            continue
+        try:
+            found = record.parse_outcome(text)
+        except record.RecordError:
+            continue
+        if found and found.has_results:
+            return found.same_as if found.kind == record.SAME and found.same_as else sha
+    return None
 
 
 def pick_branch(
@@ -258,7 +269,7 @@ def push(
     if pushed.returncode != 0:
         raise Refused(
             f"{reason}, and pushing to {remote}/{side}{auth.used} failed too ({last_lines(pushed.stderr, 6)}) — the "
-            f"results commit {short} is kept in this clone and its data is on the DVC remote: fix that and run "
+            f"results commit {short} is kept in this clone (HEAD) and its data is on the DVC remote: fix that and run "
             "`invoke share` again here, or push it yourself: "
             + shlex.join(["git", "push", remote, f"{results}:refs/heads/{side}"])
         )

@@ -202,15 +202,16 @@ def landed(origin: Path, before: Mapping[str, str], env: Mapping[str, str]) -> d
 def results_commits(origin: Path, moved: Mapping[str, str], env: Mapping[str, str]) -> None:
     """The results commit(s) the run pushed: where each landed, subject, trailers, diff stat."""
     if not moved:
-        print("No results commit was pushed (the share step's log above says why).")
+        print("No record was pushed (the log above says why).")
         return
     for branch, sha in moved.items():
-        side = (
-            " (its tag's branch could not take it: see the share step's log)"
-            if branch.startswith(record.SIDE_PREFIXES)
-            else ""
-        )
-        print(f"Results commit {sha[:12]} on {branch}: the real run pushes it to origin/{branch}{side}.")
+        if branch.startswith(record.SIDE["failed"]):
+            what, side = "Failure record", " (the workflow's last step: the job failed or was cancelled)"
+        elif branch.startswith(record.SIDE_PREFIXES):
+            what, side = "Results commit", " (its tag's branch could not take it: see the share step's log)"
+        else:
+            what, side = "Results commit", ""
+        print(f"{what} {sha[:12]} on {branch}: the real run pushes it to origin/{branch}{side}.")
         fmt = "--format=%s%n%n%(trailers:unfold)"
         shown = Git(origin, env).must(f"git show in {origin}", "show", "--stat", fmt, sha)
         print(re.sub(r"\n{3,}", "\n\n", "\n".join(f"  {line}".rstrip() for line in shown.splitlines())))

@@ -7,7 +7,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from src.runloop import ci, dvc_remote, environment, machine, record, tracking
+from src.runloop import ci, dvc_remote, environment, lock, machine, record
 from src.runloop.dvc_repo import Dvc
 from src.runloop.runs import Run, Runs, failed_where
 
@@ -26,7 +26,7 @@ def run_link(entry: Mapping[str, str]) -> str:
 def mlflow_lines(records: list[dict[str, Any]] | None = None) -> list[str]:
     """One line per MLflow run the outputs record (its stages, where to see it); how to browse a local store, once."""
     runs: dict[str, list[Mapping[str, str]]] = {}
-    for entry in tracking.run_records() if records is None else records:
+    for entry in lock.run_records() if records is None else records:
         runs.setdefault(entry["run_id"], []).append(entry)
     lines = [f"MLflow ({', '.join(r['stage'] for r in same)}): {run_link(same[0])}" for same in runs.values()]
     stores = dict.fromkeys(

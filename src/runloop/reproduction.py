@@ -36,7 +36,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from src.runloop import ci, dvc_remote, environment, lock, machine, report, runner, tracking
+from src.runloop import ci, dvc_remote, environment, lock, machine, report, runner
 from src.runloop.git import Git
 from src.runloop.refusal import Refused
 from src.runloop.runs import Run, RunNotFound, Runs
@@ -250,7 +250,7 @@ def stage_environment(env: Mapping[str, str], tree: Path, venv: Path, store: str
 
 def tag_mlflow_runs(tree: Path, venv: Path, env: Mapping[str, str], store: str, tag: str) -> str:
     """Tag the MLflow runs the recomputed stages made as a reproduction of `tag`; say where they are."""
-    ids = [r["run_id"] for r in tracking.run_records(tree)]
+    ids = [r["run_id"] for r in lock.run_records(tree)]
     if not ids:
         return "The stages logged no MLflow run."
     tagged = _sh([str(venv / "bin" / "python"), "-c", _TAG_RUNS, store, tag, *ids], tree, env, quiet=True)
@@ -327,8 +327,7 @@ def reproduce(spec: str, rtol: float, atol: float, keep: bool, track: bool) -> i
     base = Path(tempfile.mkdtemp(prefix="reproduce-"))
     tree = base / "worktree"
     try:
-        add = ["git", "worktree", "add", "--detach", "--quiet", str(tree), run.results]
-        added = _sh(add, environment.ROOT, env, quiet=True)
+        added = runs.git.run("worktree", "add", "--detach", "--quiet", str(tree), run.results or "")
         if added.returncode != 0:
             raise CannotReproduce(f"Could not make a worktree at {run.results[:12]} ({_last_lines(added)}).")
         print(f"Worktree: {tree}", flush=True)
@@ -349,7 +348,7 @@ def reproduce(spec: str, rtol: float, atol: float, keep: bool, track: bool) -> i
         if track or keep:  # the store outlives this command: mark its runs (MLflow's import alone is ~1.5 s)
             print(tag_mlflow_runs(tree, venv, stage_env, store, run.tag))
         else:
-            ids = ", ".join(r["run_id"] for r in tracking.run_records(tree)) or "none"
+            ids = ", ".join(r["run_id"] for r in lock.run_records(tree)) or "none"
             print(f"MLflow runs {ids} in a throwaway store, removed with the worktree (--keep keeps it, --track logs")
             print("to the configured one; both tag the runs reproduction_of=<tag>).")
         v = verdict(tree, venv, stage_env, run, rtol, atol)
@@ -367,9 +366,9 @@ def reproduce(spec: str, rtol: float, atol: float, keep: bool, track: bool) -> i
 def _remove(tree: Path, base: Path) -> None:
     """Remove the worktree and its temp dir, also after Ctrl-C (git's bookkeeping of it too)."""
     with contextlib.suppress(KeyboardInterrupt):
-        _sh(["git", "worktree", "remove", "--force", str(tree)], environment.ROOT, os.environ, quiet=True)
+        Git().run("worktree", "remove", "--force", str(tree))
         shutil.rmtree(base, ignore_errors=True)
-        _sh(["git", "worktree", "prune"], environment.ROOT, os.environ, quiet=True)
+        Git().run("worktree", "prune")
 
 
 def _interrupted(signum, frame) -> None:

@@ -17,7 +17,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from src.runloop import ci, comparison, dvc_remote, environment, lock, outcome_commit, record, run_tag, tracking
+from src.runloop import ci, comparison, dvc_remote, environment, lock, outcome_commit, record, run_tag
 from src.runloop.dvc_repo import Dvc
 from src.runloop.push_credential import GitAuth
 from src.runloop.refusal import Refused
@@ -142,7 +142,7 @@ def plan(runs: Runs, dvc: Dvc, env: Mapping[str, str], tag: str, branch: str, ma
         commit=commit,
         subject=git("log", "-1", "--format=%s", commit) or tag,
         metrics=tuple(dvc.metric_lines()),
-        mlflow_runs=tuple(r["run_id"] for r in tracking.run_records()),
+        mlflow_runs=tuple(r["run_id"] for r in lock.run_records()),
         ci_run=ci.run_url(env),
         machine=machine,
         comparison=_indented(comparison.against_previous(git, dvc, previous, launch.branch)),

@@ -1,12 +1,12 @@
 """Run tags, as `invoke tag-run` makes them: the checks before a launch, the tag's name, pushing that tag alone.
 
-    check_label(label)                       refuse a --name that is no safe part of a ref, a URL, a shell word
-    check_head_is_pushed(git, remote)        refuse what the runner could not see; else branch, commit, URL
-    name(prefix, branch, stamp, label)       <prefix>-<branch slug>-<UTC stamp>[-<label>]
-    check_new(git, tag, remote)              refuse a name git rejects or that exists here or on the remote
-    create_and_push(git, tag, launch, …)     the annotated tag (record.annotation), pushed alone
-    launch_of(git, tag)                      what a tag's annotation records
-    at_head(git, env, prefix)                this checkout's run tag: the pushed one on CI, else the newest at HEAD
+check_label(label)                       refuse a --name that is no safe part of a ref, a URL, a shell word
+check_head_is_pushed(git, remote)        refuse what the runner could not see; else branch, commit, URL
+name(prefix, branch, stamp, label)       <prefix>-<branch slug>-<UTC stamp>[-<label>]
+check_new(git, tag, remote)              refuse a name git rejects or that exists here or on the remote
+create_and_push(git, tag, launch, …)     the annotated tag (record.annotation), pushed alone
+launch_of(git, tag)                      what a tag's annotation records
+at_head(git, env, prefix)                this checkout's run tag: the pushed one on CI, else the newest at HEAD
 """
 
 from __future__ import annotations

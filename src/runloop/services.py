@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from src.runloop import ci, processes
+from src.runloop.git import Git
 
 BIN = Path(sys.executable).parent
 MLFLOW_ARTIFACT_BUCKET = "mlflow-artifacts"
@@ -208,7 +209,8 @@ def mlflow_server(base: Path, environ: Mapping[str, str], s3: S3Server) -> Itera
 
 def bare_origin(path: Path, source: Path | None = None, env: Mapping[str, str] | None = None) -> Path:
     """A bare repository at `path`: empty (default branch main), or a mirror of `source`'s branches and tags."""
-    cmd = ["git", "clone", "--quiet", "--bare", "--no-local", str(source), str(path)] if source else None
-    cmd = cmd or ["git", "init", "--quiet", "--bare", "-b", "main", str(path)]
-    subprocess.run(cmd, check=True, capture_output=True, env=None if env is None else dict(env))
+    cmd = ["clone", "--quiet", "--bare", "--no-local", str(source), str(path)] if source else None
+    Git(path.parent, env).must(
+        f"Making the bare repository {path}", *(cmd or ["init", "--quiet", "--bare", "-b", "main", str(path)])
+    )
     return path

@@ -97,30 +97,6 @@ def is_run_record(path: str) -> bool:
     return len(parts) == 2 and parts[0] == RUNS_DIR.name and parts[1].endswith(".json")
 
 
-def record_paths(root: Path = ROOT) -> list[Path]:
-    """The run records the pipeline declares: outputs in dvc.yaml under runs/ (not whatever else lies there)."""
-    import yaml
-
-    try:
-        stages = (yaml.safe_load((root / "dvc.yaml").read_text()) or {}).get("stages") or {}
-    except (OSError, yaml.YAMLError, AttributeError):
-        return []
-    outs = [
-        next(iter(out)) if isinstance(out, dict) else out
-        for stage in stages.values()
-        if isinstance(stage, dict)
-        for kind in ("outs", "metrics", "plots")
-        for out in stage.get(kind) or []
-    ]
-    return sorted(root / path for path in set(outs) if isinstance(path, str) and is_run_record(path))
-
-
-def run_records(root: Path = ROOT) -> list[dict[str, Any]]:
-    """The run records of the stages dvc.yaml names (present also when DVC restored the stages), by file name."""
-    records = (read_record(path) for path in record_paths(root))
-    return [r for r in records if r and {"stage", "run_id", "experiment_id", "tracking_uri"} <= r.keys()]
-
-
 def _experiment_id(mlflow: Any, name: str, uri: str) -> str:
     """The id of the active experiment `name`, created when missing (also when another run creates it first)."""
     from mlflow.exceptions import MlflowException
