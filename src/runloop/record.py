@@ -96,14 +96,13 @@ def annotation(launch: Launch) -> str:
 def parse_launch(text: str | None) -> Launch:
     """The launch an annotation records (a lightweight tag, None or "", records nothing but the tag itself)."""
     body, trailers = _split(_unsigned(text or ""), _LAUNCH_KEYS)
-    version = _version(trailers)
-    leg = _last(trailers, LEG)
-    parsed_leg = None
+    sweep, leg = _last(trailers, SWEEP), _last(trailers, LEG)
+    number = count = 0
     if leg is not None:
         match = re.fullmatch(r"(\d+)/(\d+)", leg)
-        if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        number, count = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+        if not 1 <= number <= count:
             raise RecordError(f"its {LEG} trailer {leg!r} is not <number>/<count>")
-        parsed_leg = (int(match.group(1)), int(match.group(2)))
     sets = []
     for value in trailers.get(SET, []):
         key, eq, written = value.partition("=")
@@ -111,14 +110,15 @@ def parse_launch(text: str | None) -> Launch:
             raise RecordError(f"its {SET} trailer {value!r} is not <key>=<value>")
         sets.append((key.strip(), written.strip()))
     branch = _last(trailers, BRANCH)
+    is_leg = bool(sweep and leg)  # a sweep's leg records both; either alone makes no leg
     return Launch(
         message=body,
         branch=branch.split()[0] if branch else None,  # format 1 read the first word: a branch has no space
-        sweep=_last(trailers, SWEEP) if parsed_leg else None,
-        leg=parsed_leg if _last(trailers, SWEEP) else None,
-        sets=tuple(sets) if parsed_leg and _last(trailers, SWEEP) else (),
+        sweep=sweep if is_leg else None,
+        leg=(number, count) if is_leg else None,
+        sets=tuple(sets) if is_leg else (),
         runner=_last(trailers, RUNNER),
-        version=version,
+        version=_version(trailers),
     )
 
 
