@@ -3,6 +3,7 @@
     tag_to_share(git, env, tag, prefix)       the run tag: --tag, the pushed tag on CI, or the newest at HEAD
     check_shareable(git, env, tag, remote)    refuse what is not a run of the tag here; else the tagged commit
     plan(runs, dvc, env, tag, branch, machine)    what share will do: the outcome record and where it goes
+    describe_meanwhile()                      the runner described in a process of its own, while share works
     push_data(dvc)                            `dvc push --run-cache`, then check the remote holds every output
     record(runs, auth, env, plan)             commit the record and push it; what happened, in words
 
@@ -13,11 +14,25 @@ whose record is on the remote adds nothing.
 
 from __future__ import annotations
 
+import json
 import shlex
-from collections.abc import Mapping
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from src.runloop import ci, comparison, dvc_remote, environment, lock, outcome_commit, record, run_tag
+from src.runloop import (
+    ci,
+    comparison,
+    dvc_remote,
+    environment,
+    lock,
+    machine,
+    outcome_commit,
+    processes,
+    record,
+    run_tag,
+)
 from src.runloop.dvc_repo import Dvc
 from src.runloop.push_credential import GitAuth
 from src.runloop.refusal import Refused
@@ -62,6 +77,29 @@ class Plan:
             else f"{self.side}  ({self.unclear})"
         )
         return "\n".join([*lines, f"3. git push {shlex.quote(remote)} HEAD:refs/heads/{where}"])
+
+
+def describe_meanwhile() -> Callable[[], dict[str, str]]:
+    """Start describing this machine (machine.py) in a process of its own, which dies with this one (loading numpy
+    and scipy takes a good part of a second), and return what waits for the description: share does its git and DVC
+    work meanwhile."""
+    proc = subprocess.Popen(
+        [sys.executable, machine.__file__],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        preexec_fn=processes.die_with_parent,
+    )
+
+    def described() -> dict[str, str]:
+        out, _ = proc.communicate()
+        try:
+            found = json.loads(out)
+        except ValueError:
+            found = None
+        return found if isinstance(found, dict) and set(machine.KEYS) <= found.keys() else machine.describe()
+
+    return described
 
 
 def tag_to_share(git, env: Mapping[str, str], tag: str, prefix: str) -> str:
@@ -136,6 +174,7 @@ def plan(runs: Runs, dvc: Dvc, env: Mapping[str, str], tag: str, branch: str, ma
     same_as = None if existing else outcome_commit.earlier_results(git, remote, commit, tree)
     run = runs.get(tag)
     previous = runs.previous(run) if run else None
+    took = ci.runner(env)  # the runner of this job, and the class and labels the route job sent the run to
     outcome = record.Outcome(
         kind=record.SAME if same_as else record.RESULTS,
         tag=tag,
@@ -144,12 +183,12 @@ def plan(runs: Runs, dvc: Dvc, env: Mapping[str, str], tag: str, branch: str, ma
         metrics=tuple(dvc.metric_lines()),
         mlflow_runs=tuple(r["run_id"] for r in lock.run_records()),
         ci_run=ci.run_url(env),
-        machine=machine,
+        machine={**machine, **record.runner_facts(took.name, took.labels)},
         comparison=_indented(comparison.against_previous(git, dvc, previous, launch.branch)),
         same_as=same_as,
         same_note=_whose(runs, same_as, commit) if same_as else "",
         attempt=ci.attempt(env),
-        runner=launch.runner,
+        runner=launch.runner or took.runner_class,
     )
     return Plan(outcome, existing, target, unclear, outcome_commit.side_branch(git, remote, tag), files)
 
