@@ -129,7 +129,7 @@ def route(runner: Path, tag: str, tmp_path: Path) -> tuple[subprocess.CompletedP
         "GITHUB_OUTPUT": str(outputs),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "src.runloop.route"], cwd=runner, env=env, capture_output=True, text=True
+        [sys.executable, "-S", "-m", "src.runloop.route"], cwd=runner, env=env, capture_output=True, text=True
     )
     return done, dict(line.split("=", 1) for line in outputs.read_text().splitlines())
 

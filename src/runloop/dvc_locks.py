@@ -155,8 +155,17 @@ def _clear_rwlock(tmp: Path, say: Callable[[str], None]) -> tuple[int, str] | No
         if gone:
             path.write_text(json.dumps(kept), encoding="utf-8")
     for (pid, cmd), outs in gone.items():
+        named = dict.fromkeys(_relative(out, tmp.parent.parent) for out in outs)
         say(
-            f"Cleared DVC's lock on {', '.join(dict.fromkeys(outs))} left by process {pid} ({cmd}), which is no "
-            "longer running (killed before it could release it)."
+            f"Cleared DVC's lock on {', '.join(named)} left by process {pid} ({cmd}), which is no longer running "
+            "(killed before it could release it)."
         )
     return live
+
+
+def _relative(path: str, root: Path) -> str:
+    """An rwlock entry's path (DVC writes absolute ones) relative to the workspace, when it is inside it."""
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return path

@@ -41,7 +41,7 @@ class BuildFailed(Refused):
     """The lock did not install here: `why` (which step, its last words) and `fix`, the message joining them."""
 
     def __init__(self, why: str, fix: str) -> None:
-        super().__init__(f"{why} — {fix}")
+        super().__init__(f"{why} — {fix}.")
         self.why, self.fix = why, fix
 
 
@@ -109,7 +109,7 @@ def ensure(folder: Path, tree: Path, env: Mapping[str, str], quiet: bool = False
         print(f"Installing the environment for lock {name} into {venv} (once per lock)...", flush=True)
         for step in _steps(python, venv, lock_text, env):
             install_env = {**env, "PATH": os.pathsep.join([str(venv / "bin"), env.get("PATH", "")])}
-            install_env.update(VIRTUAL_ENV=str(venv), PIPENV_VERBOSITY="-1")
+            install_env.update(VIRTUAL_ENV=str(venv), PIPENV_VERBOSITY="-1")  # no "Courtesy Notice" about it
             install_env.pop("PYTHONHOME", None)
             done = subprocess.run(
                 step,
