@@ -376,12 +376,19 @@ def test_a_run_goes_to_the_runners_of_its_class(dev, origin, act, s3, remote, ml
         assert tags["env.gpu"] == outcome.machine["gpu"]
 
     cpu = tag_run(dev, "--name", "cpu")  # no --runner: the default class
+    # The runner kept DVC's cache (and run cache) outside the workspace: the next job needs nothing from the remote.
+    pushed = remote.keys(s3)
+    client_s3 = s3.server.client()
+    for key in pushed:
+        client_s3.delete_object(Bucket=remote.bucket, Key=f"{remote.prefix}/{key}")
 
     second = act.run(clone(origin, tmp_path / "runner-cpu", f"refs/tags/{cpu}"), cpu)
 
     log = ran(second)
     assert second.outputs["route"] == {"class": "cpu", "labels": json.dumps(["self-hosted", "igz", "cpu"])}
     assert re.search(r"Reusing the environment for lock [0-9a-f]{16}", log)  # the same lock: nothing installed
+    assert "Running stage" not in log  # restored from the runner's own cache, with the remote emptied
+    assert remote.keys(s3) == pushed  # and share pushed it all back
     same = refs(origin)[f"refs/heads/results/{cpu}"]
     recorded = record.parse_outcome(git("log", "-1", "--format=%B", same, cwd=origin))
     assert (recorded.runner, recorded.machine["labels"]) == ("cpu", "self-hosted, igz, cpu")

@@ -17,7 +17,7 @@ anything is installed.
 
 from __future__ import annotations
 
-import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -41,9 +41,14 @@ def root(env: Mapping[str, str], project: Path = environment.ROOT) -> Path | Non
         return None
     setting = invoke_yaml.section(project).get(SETTING) or ""
     if isinstance(setting, str) and setting.strip():
-        return Path(os.path.expandvars(setting.strip())).expanduser()
+        return Path(_expanded(setting.strip(), env)).expanduser()
     base = ci.tool_cache(env) or Path.home() / ".cache"
     return base / FOLDER
+
+
+def _expanded(text: str, env: Mapping[str, str]) -> str:
+    """`$NAME` and `${NAME}` in a setting replaced by the variable's value in `env` (left as written when unset)."""
+    return re.sub(r"\$(?:(\w+)|\{(\w+)\})", lambda m: env.get(m.group(1) or m.group(2), m.group(0)), text)
 
 
 def venvs(env: Mapping[str, str], project: Path = environment.ROOT) -> Path:
