@@ -4,7 +4,7 @@
     check_shareable(git, env, tag, remote)    refuse what is not a run of the tag here; else the tagged commit
     plan(runs, dvc, env, tag, branch, machine)    what share will do: the outcome record and where it goes
     describe_meanwhile()                      the runner described in a process of its own, while share works
-    push_data(dvc)                            `dvc push --run-cache`, then check the remote holds every output
+    push_data(dvc)                            `dvc push --run-cache`, refusing when the remote lacks an output after it
     record(runs, auth, env, plan)             commit the record and push it; what happened, in words
 
 Every run gets exactly one results record: its own results, or "same results" naming the commit that already
@@ -210,10 +210,10 @@ def _whose(runs: Runs, same_as: str, tagged: str) -> str:
 
 
 def push_data(dvc: Dvc) -> None:
-    """`dvc push --run-cache`, then make sure the remote holds every output dvc.lock names (DVC only warns)."""
+    """`dvc push --run-cache`; refuse when the remote lacks data dvc.lock names after it (DVC only warns)."""
     print("$ dvc push --run-cache", flush=True)
     try:
-        pushed = dvc.push()
+        pushed, lacking = dvc.push()
     except Exception as exc:  # noqa: BLE001 - DVC's own error (its details are logged above), in one line
         said = environment.one_line(environment.scrub(str(exc)))
         raise Refused(
@@ -221,7 +221,9 @@ def push_data(dvc: Dvc) -> None:
             "`invoke share` again."
         ) from None
     print(f"{pushed} file{'s' if pushed != 1 else ''} pushed" if pushed else "Everything is up to date.")
-    if missing := dvc.not_on_remote():
+    if lacking:
+        paths = {o.md5: o.path for o in lock.Lock.read().outputs() if o.md5}
+        missing = [f"{paths[md5]} (missing)" if md5 in paths else f"content {md5} (missing)" for md5 in lacking]
         raise Refused(
             f"The DVC remote lacks data dvc.lock names: {', '.join(missing)} — nothing was pushed to git; check "
             "the remote and share again (if this clone lost the data too, `invoke repro --force` remakes it)."
