@@ -43,11 +43,12 @@ def days_ago(days: float) -> float:
 
 @dataclass
 class History:
-    """Runs made by hand in `dev` (a clone of `origin`), their data in `bucket` of the moto server `s3`."""
+    """Runs made by hand in `dev` (a clone of `origin`), their data in `bucket` of the moto server `s3`, or in a
+    folder remote."""
 
     dev: Path
-    s3: object  # conftest's S3 view
-    bucket: str
+    s3: object | None  # conftest's S3 view
+    bucket: str | None
     prefix: str  # the run tags' prefix (tasks.TAG_PREFIX)
     mlflow: object | None = None  # an MlflowClient: each run with results gets an MLflow run, tagged run_tag
     experiment: str | None = None
@@ -55,13 +56,23 @@ class History:
     written: dict[str, bytes] = field(default_factory=dict)  # key → the bytes written there
     mlflow_runs: dict[str, str] = field(default_factory=dict)  # run tag → its MLflow run
     count: int = 0
+    folder: Path | None = None  # a folder remote instead of the bucket
 
     # -- objects -----------------------------------------------------------------------------------------------
 
     def put(self, key: str, data: bytes) -> str:
-        self.s3.server.client().put_object(Bucket=self.bucket, Key=key, Body=data)
+        if self.folder:
+            (self.folder / key).parent.mkdir(parents=True, exist_ok=True)
+            (self.folder / key).write_bytes(data)
+        else:
+            self.s3.server.client().put_object(Bucket=self.bucket, Key=key, Body=data)
         self.written[key] = data
         return key
+
+    def written_at(self, tag: str, when: float) -> None:
+        """Date what `tag`'s results name in the folder remote as written at `when` (S3 dates its objects itself)."""
+        for key in self.keys[tag]:
+            os.utime(self.folder / key, (when, when))
 
     def _out(self, path: str, data: bytes, keys: set[str]) -> dict:
         keys.add(self.put(dvc_store.object_key(md5(data)), data))

@@ -276,6 +276,33 @@ def test_gc_deletes_nothing_while_a_run_may_still_be_going(dev, origin, s3, tmp_
     assert bucket(s3, s3.dvc_bucket) == before
 
 
+def test_gc_on_a_folder_remote_keeps_what_a_kept_run_without_a_record_may_have_written(dev, origin, tmp_path):
+    remote = tmp_path / "remote"
+    h = History(dev, None, None, tasks.TAG_PREFIX, folder=remote)
+    m1 = h.run("main", "m1", days_ago(10))
+    h.branch("doomed")
+    d1 = h.run("doomed", "d1", days_ago(3))  # its branch is deleted: git shows no record of it any more
+    git("push", "--quiet", "origin", "--delete", "doomed", cwd=dev)
+    m2 = h.run("main", "m2", days_ago(1))
+    for tag, when in ((m1, days_ago(10)), (d1, days_ago(3)), (m2, days_ago(1))):
+        h.written_at(tag, when + 600)  # as its runner pushed it, minutes after the tag
+    user = clone(origin, tmp_path / "user")
+    env = {**os.environ, "DVC_REMOTE_URL": str(remote)}
+    d1_only = h.keys[d1] - h.keys[m1] - h.keys[m2]
+
+    kept = gc_plan(user, "--keep-last", "0", "--keep-days", "5", env=env)
+    dropped = gc_plan(user, "--keep-last", "0", "--keep-days", "0", env=env)
+
+    assert [r["tag"] for r in kept["runs"] if r["kept"]] == [m2, d1, m1]
+    assert {o["key"]: o["why"] for o in kept["objects"] if o["key"] in d1_only} == dict.fromkeys(
+        d1_only, retention.UNSEEN
+    )
+    assert going_keys(kept) == set()
+    assert going_keys(dropped) == d1_only
+    gc(user, "--apply", "--keep-last", "0", "--keep-days", "0", env=env)
+    assert {p.relative_to(remote).as_posix() for p in remote.rglob("*") if p.is_file()} == set(h.written) - d1_only
+
+
 def test_gc_names_what_it_cannot_work_on(dev, origin, s3, tmp_path):
     user = clone(origin, tmp_path / "user")
 

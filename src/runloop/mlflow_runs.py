@@ -17,12 +17,14 @@ mlflow is imported inside the functions.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 TAG = "run_tag"  # tracking.run_tags names the launch
 PARENT = "mlflow.parentRunId"
 PAGE = 1000
+SIZERS = 8
 
 
 @dataclass(frozen=True)
@@ -107,12 +109,11 @@ def tagged(client: Any, tags: Iterable[str], prefix: str) -> list[Made]:
     if not found:
         return []
     ids = {r.info.run_id for r in found}
-    models: dict[str, list[Model]] = {}
-    for m in _pages(client.search_logged_models, experiment_ids=experiments, max_results=100):
-        if m.source_run_id in ids:
-            models.setdefault(m.source_run_id, []).append(
-                Model(m.model_id, m.artifact_location, _size(m.artifact_location))
-            )
+    logged = [
+        m
+        for m in _pages(client.search_logged_models, experiment_ids=sorted({r.info.experiment_id for r in found}))
+        if m.source_run_id in ids
+    ]
     found_versions = [v for v in _pages(client.search_model_versions, max_results=PAGE) if v.run_id in ids]
     # A search leaves the aliases out; the registered model has them all.
     aliases = {name: client.get_registered_model(name).aliases for name in {v.name for v in found_versions}}
@@ -120,6 +121,14 @@ def tagged(client: Any, tags: Iterable[str], prefix: str) -> list[Made]:
     for v in found_versions:
         named = tuple(sorted(a for a, number in aliases[v.name].items() if str(number) == str(v.version)))
         versions.setdefault(v.run_id, []).append(Version(v.name, str(v.version), named))
+    uris = [r.info.artifact_uri for r in found] + [m.artifact_location for m in logged]
+    with ThreadPoolExecutor(max_workers=SIZERS) as pool:  # a listing per run and model: a few at a time
+        sizes = dict(zip(uris, pool.map(_size, uris), strict=True))
+    models: dict[str, list[Model]] = {}
+    for m in logged:
+        models.setdefault(m.source_run_id, []).append(
+            Model(m.model_id, m.artifact_location, sizes[m.artifact_location])
+        )
     return [
         Made(
             run_id=r.info.run_id,
@@ -128,7 +137,7 @@ def tagged(client: Any, tags: Iterable[str], prefix: str) -> list[Made]:
             artifact_uri=r.info.artifact_uri,
             deleted=r.info.lifecycle_stage == "deleted",
             parent=r.data.tags.get(PARENT),
-            artifacts=_size(r.info.artifact_uri),
+            artifacts=sizes[r.info.artifact_uri],
             models=tuple(models.get(r.info.run_id, [])),
             versions=tuple(versions.get(r.info.run_id, [])),
         )

@@ -16,7 +16,8 @@ all that are older than the newest run (a deleted branch's, say). An object no c
 and when there is one gc refuses unless told the prefix is this project's alone (another repository may be writing
 there). A run-cache entry stays only while every object it names stays; entries go first, then the objects.
 Objects of no layout DVC 3 writes stay. A run still going (waiting for results, tagged less than the longest a job
-may queue and run ago) keeps everything written since it was tagged, and `--apply` waits for it to end.
+may queue and run ago) keeps everything written since it was tagged, and `--apply` waits for it to end; a kept run
+whose record git no longer shows (its branch deleted) keeps what was written while it may have been going.
 
 In MLflow, the runs tagged run_tag=<a run not kept> go with their artifacts, logged models and model versions,
 unless a kept run's record names them (a restored stage names the run that made its outputs), one of their model
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +57,7 @@ DAY = 86400.0
 NAMED = "named by a kept run, a branch or a tag"
 NEWER = "written after the newest run was tagged"
 IN_FLIGHT = "written since a run still going was tagged"
+UNSEEN = "written while a kept run without a record may have been going"
 RESCUED = "named by a run-cache entry that stays"
 NOT_DVC = "not of DVC 3's layout: left alone"
 UNREADABLE = "an entry that cannot be read: left alone"
@@ -215,6 +217,25 @@ class MlflowFate:
     why: str
 
 
+@dataclass(frozen=True)
+class Shield:
+    """When what was written stays whatever names it: after the newest run was tagged, since a run still going was
+    tagged, or while a kept run whose record git no longer shows (its branch deleted) may have been going."""
+
+    newest: float
+    cutoff: float  # the newest run's tag, or the oldest tag of a run still going
+    unseen: tuple[tuple[float, float], ...] = ()  # (tagged, tagged + the longest a run takes) of such kept runs
+
+    def why(self, written: float) -> str | None:
+        if written > self.newest:
+            return NEWER
+        if written > self.cutoff:
+            return IN_FLIGHT
+        if any(start <= written <= end for start, end in self.unseen):
+            return UNSEEN
+        return None
+
+
 @dataclass
 class Plan:
     """What gc found and decided; nothing is deleted until `apply`."""
@@ -224,7 +245,7 @@ class Plan:
     fates: list[Fate]
     outputs: dict[str, set[str]]  # run tag → the hashes its results commit's dvc.lock names
     going_runs: list[Run]  # in flight (see `in_flight`)
-    cutoff: float  # objects no commit names stay when written after this
+    shield: Shield
     mlflow: list[MlflowFate] | None = None  # None: MLflow not asked (mlflow_note says why)
     mlflow_note: str = ""
 
@@ -289,7 +310,7 @@ class Plan:
         return json.dumps(
             {
                 "remote": self.remote,
-                "cutoff": datetime.fromtimestamp(self.cutoff, UTC).isoformat(),
+                "written_after_stays": datetime.fromtimestamp(self.shield.cutoff, UTC).isoformat(),
                 "runs": [{"tag": v.run.tag, "state": v.run.state, "kept": v.kept, "why": v.why} for v in self.verdicts],
                 "objects": [
                     {"key": f.item.key, "kind": f.item.kind, "size": f.item.size, "goes": f.goes, "why": f.why}
@@ -374,7 +395,9 @@ def plan(
     names = _names(runs, judgement, refs)
     going = in_flight(runs, policy.now)
     newest = max(_when(r) for r in runs.all)
-    cutoff = min([newest, *(_when(r) for r in going)])
+    window = ci.longest_run(environment.ROOT / project.WORKFLOW)
+    unseen = [v.run for v in judgement if v.kept and v.run.outcome is None and not v.run.problem]
+    shield = Shield(newest, min([newest, *map(_when, going)]), tuple((_when(r), _when(r) + window) for r in unseen))
 
     items = store.items()
     listings = dvc_store.read_many(store, [i.key for i in items if i.kind == DIR])
@@ -387,20 +410,23 @@ def plan(
             names.gone |= listed - names.kept
     names.gone -= names.kept
     unknown = [i.key for i in items if i.kind == ENTRY and i.key not in names.entries]
-    read = {key: lock.entry_outs((data or b"").decode("utf-8", "replace")) for key, data in _read(store, unknown)}
+    read = {
+        key: lock.entry_outs((data or b"").decode("utf-8", "replace"))
+        for key, data in dvc_store.read_many(store, unknown).items()
+    }
 
-    fates = {i.key: _object_fate(i, names, cutoff, newest) for i in items if i.kind in (OBJECT, DIR, OTHER)}
+    fates = {i.key: _object_fate(i, names, shield) for i in items if i.kind in (OBJECT, DIR, OTHER)}
     by_md5 = {fate.item.md5: fate for fate in fates.values() if fate.item.kind in (OBJECT, DIR)}
     entries = [(i, names.entries.get(i.key, read.get(i.key))) for i in items if i.kind == ENTRY]
-    # An entry written after the cutoff stays (a push may be under way), and so does every object it names.
-    rescue = [md5 for item, outs in entries if item.modified > cutoff for md5 in outs or ()]
+    # A shielded entry stays (a push may be under way), and so does every object it names.
+    rescue = [md5 for item, outs in entries if shield.why(item.modified) for md5 in outs or ()]
     while rescue:
         fate = by_md5.get(rescue.pop())
         if fate and fate.goes:
             by_md5[fate.item.md5] = fates[fate.item.key] = Fate(fate.item, False, RESCUED)
             rescue += members.get(fate.item.key, [])
     for item, outs in entries:
-        fates[item.key] = _entry_fate(item, outs, by_md5, cutoff, newest)
+        fates[item.key] = _entry_fate(item, outs, by_md5, shield)
 
     # What no commit names (an object, or an entry of no lock seen), written after the newest run: whose is it?
     foreign = [
@@ -412,33 +438,27 @@ def plan(
     if foreign and not own_prefix:
         raise Refused(_foreign(store.url, foreign, runs, going))
 
-    found = Plan(store.url, judgement, list(fates.values()), names.outputs, going, cutoff, mlflow_note=mlflow_note)
+    found = Plan(store.url, judgement, list(fates.values()), names.outputs, going, shield, mlflow_note=mlflow_note)
     if mlflow is not None:
         found.mlflow = _mlflow_fates(mlflow, judgement, runs.prefix)
     return found
 
 
-def _read(store: Store, keys: list[str]) -> Iterable[tuple[str, bytes | None]]:
-    return dvc_store.read_many(store, keys).items()
-
-
-def _object_fate(item: Item, names: _Names, cutoff: float, newest: float) -> Fate:
+def _object_fate(item: Item, names: _Names, shield: Shield) -> Fate:
     if item.kind == OTHER:
         return Fate(item, False, NOT_DVC)
     if item.md5 in names.kept:
         return Fate(item, False, NAMED)
-    if item.modified > cutoff:
-        return Fate(item, False, NEWER if item.modified > newest else IN_FLIGHT)
+    if why := shield.why(item.modified):
+        return Fate(item, False, why)
     return Fate(item, True, ONLY_GONE if item.md5 in names.gone else UNNAMED)
 
 
-def _entry_fate(
-    item: Item, outs: tuple[str, ...] | None, objects: dict[str, Fate], cutoff: float, newest: float
-) -> Fate:
+def _entry_fate(item: Item, outs: tuple[str, ...] | None, objects: dict[str, Fate], shield: Shield) -> Fate:
     if outs is None:
         return Fate(item, False, UNREADABLE)
-    if item.modified > cutoff:
-        return Fate(item, False, NEWER if item.modified > newest else IN_FLIGHT)
+    if why := shield.why(item.modified):
+        return Fate(item, False, why)
     if any(objects[md5].goes for md5 in outs if md5 in objects):
         return Fate(item, True, NAMES_GONE)
     if any(md5 not in objects for md5 in outs):
