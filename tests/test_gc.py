@@ -139,8 +139,13 @@ def test_prune_cache_frees_what_no_kept_run_names_oldest_first(tmp_path):
     oldest, older, newer = put(b"a" * 100, 7), put(b"b" * 100, 6), put(b"c" * 100, 1)
     stage = {"cmd": "x", "deps": [], "outs": [{"path": "m", "hash": "md5", "md5": older, "size": 100}]}
     keep_stage = {"cmd": "y", "deps": [], "outs": [{"path": "k", "hash": "md5", "md5": kept_model, "size": 100}]}
+    elsewhere = {"cmd": "z", "deps": [], "outs": [{"path": "r", "hash": "md5", "md5": "e" * 32, "size": 1}]}
     entries = {}
-    for name, content, value in (("older", stage, "0" * 64), ("kept", keep_stage, "1" * 64)):
+    for name, content, value in (
+        ("older", stage, "0" * 64),
+        ("kept", keep_stage, "1" * 64),
+        ("remote", elsewhere, "2" * 64),
+    ):
         entries[name] = dvc_store.entry_key("ab" * 32, value)
         (cache / entries[name]).parent.mkdir(parents=True, exist_ok=True)
         (cache / entries[name]).write_text(yaml.safe_dump(content))
@@ -151,7 +156,9 @@ def test_prune_cache_frees_what_no_kept_run_names_oldest_first(tmp_path):
     left = {i.key for i in store.items()}
     assert dvc_store.object_key(oldest) not in left and dvc_store.object_key(older) not in left
     assert entries["older"] not in left  # it named an object that went: it went first
-    assert {dvc_store.object_key(k) for k in (kept_model, kept_dir, md5(b"f" * 100), newer)} | {entries["kept"]} == left
+    # What stays: the kept, the newest, and an entry whose object the remote lends (`dvc repro --pull` fetches it).
+    kept_keys = {dvc_store.object_key(k) for k in (kept_model, kept_dir, md5(b"f" * 100), newer)}
+    assert kept_keys | {entries["kept"], entries["remote"]} == left
     assert (done.objects, done.entries, done.within) == (2, 1, True)
 
     tight = retention.prune_cache(cache, 10, {kept_model, kept_dir}, grace=3 * retention.DAY)

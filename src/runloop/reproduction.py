@@ -8,8 +8,8 @@
 3. A venv installed from *that commit's* Pipfile.lock with `pipenv sync`, as the runner installs it, kept under
    ~/.cache/runloop/venvs/<hash of the lock> and reused while the lock is the same.
 4. The inputs (data tracked by .dvc files: `dvc add`, `dvc import-url`) pulled from the DVC remote, or from the
-   local DVC cache when no remote is configured. Only those: never the outputs, never the run cache.
-   A run whose outputs the remote no longer holds (`invoke gc` deleted them) is refused first.
+   local DVC cache when no remote is configured. Only those: never the outputs, never the run cache. A run whose
+   outputs the remote no longer holds (`invoke gc` deleted them) is refused before anything is made.
 5. Every stage recomputed: `dvc repro --force --no-run-cache`, logging to a throwaway MLflow store (or, with
    --track, to the configured one); the MLflow runs tagged `reproduction_of=<tag>` where they outlive the command
    (--track, --keep).
@@ -208,7 +208,8 @@ def check_outputs_kept(run: Run, recorded: list[lock.Output], env: Mapping[str, 
     or someone did by hand. Its record stays in git; what it made is gone, so there is nothing to hold a
     reproduction against. A remote that cannot be asked is said, and the reproduction goes on."""
     where = dvc_remote.location(env) if dvc_remote.configured(env) else None
-    outputs = [o for o in recorded if not o.is_input and o.md5]
+    inputs = {o.md5 for o in recorded if o.is_input}  # an input that is gone is said when it is pulled, by name
+    outputs = [o for o in recorded if not o.is_input and o.md5 and o.md5 not in inputs]
     if where is None or not outputs or "://" in where.url and not where.url.startswith("s3://"):
         return
     keys = {o.path: dvc_store.object_key(o.md5) for o in outputs}

@@ -567,8 +567,9 @@ def prune_cache(cache: Path, max_bytes: int, keep: set[str], now: float | None =
     """Bring a local DVC cache (`.dvc/cache`: files/md5/… and runs/…) under `max_bytes`: the objects no kept run
     names go, least recently written first, until it fits; what `keep` names never goes (nor do the files of a
     kept directory, nor anything written in the last `grace` seconds: a job may be using it). A run-cache entry
-    goes before any object it names (and one naming an object the cache lacks goes too): DVC never finds an entry
-    whose outputs are gone. The cache stays over the bound when what is kept is bigger; `within` says so."""
+    goes before any object it names: DVC never finds an entry here whose outputs this pruning took (one naming an
+    object the cache never had stays: `dvc repro --pull` fetches that from the remote). The cache stays over the
+    bound when what is kept is bigger; `within` says so."""
     store = dvc_store.folder(cache)
     items = store.items()
     now = time.time() if now is None else now
@@ -587,11 +588,10 @@ def prune_cache(cache: Path, max_bytes: int, keep: set[str], now: float | None =
         evicted.append(item)
         freed += item.size
     gone = {i.md5 for i in evicted}
-    held = {i.md5 for i in items if i.kind in (OBJECT, DIR)} - gone
     entries = []
     for item in (i for i in items if i.kind == ENTRY):
         outs = lock.entry_outs((store.read(item.key) or b"").decode("utf-8", "replace"))
-        if outs is not None and any(md5 not in held for md5 in outs):
+        if outs is not None and any(md5 in gone for md5 in outs):
             entries.append(item)
     store.delete([i.key for i in entries])
     store.delete([i.key for i in sorted(evicted, key=lambda i: i.kind != DIR)])
