@@ -512,6 +512,6 @@ def gc(
             print("\nNothing was deleted: `invoke gc --apply` with the same options deletes what goes.")
         return
     retention.check_can_apply(plan)  # a run still going may be about to name what goes
-    stopped = "run it again to finish; whatever it deleted, nothing left names it"
+    stopped = "run it again to finish; nothing a kept run names was deleted, and no entry names what was"
     with processes.stop_cleanly("invoke gc", stopped), registry.speaking(env):
         retention.apply(plan, store, client)
