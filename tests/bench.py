@@ -238,32 +238,33 @@ def _run_on_runner(origin: Path, where: Path, tag: str, env: dict[str, str]) -> 
 
 def bench_runs(base: Path, env: dict[str, str], repeat: int) -> list[Row]:
     """`invoke runs` on a repository with 500 run tags: 400 with results on main, 50 on results/<tag>, 50 waiting."""
+    from src.runloop import record
+
     project = copy_project(base / "runs-project", env=env, example=True)
     prefix = _prefix(project, env)
-    stream, stamp = [], 1_800_000_000
-
-    def data(text: str) -> str:
-        return f"data {len(text.encode())}\n{text}\n"
-
-    head = git("rev-parse", "HEAD", cwd=project, env=env)
-    parent = head
+    stamp = 1_800_000_000
+    # Each run: a commit on main, its annotated tag, and (but every tenth) its results record as share writes it,
+    # on main or (every tenth but one) on results/<tag>. Made with git's plumbing: records name full commit ids.
+    parent = git("rev-parse", "HEAD", cwd=project, env=env)
+    base_tree = git("rev-parse", "HEAD^{tree}", cwd=project, env=env)
     for i in range(500):
         tag, stamp = f"{prefix}-main-{i:05d}", stamp + 60
-        who = f"Bench <bench@example.com> {stamp} +0000"
-        stream.append(f"commit refs/heads/main\nmark :{2 * i + 1}\ncommitter {who}\n" + data(f"Change {i}"))
-        stream.append(f"from {parent}\nM 644 inline notes.txt\n" + data(str(i)))
-        stream.append(f"tag {tag}\nfrom :{2 * i + 1}\ntagger {who}\n" + data(f"Run {tag}\n\nBranch: main\n"))
-        parent = f":{2 * i + 1}"
+        dated = {**env, "GIT_COMMITTER_DATE": f"{stamp} +0000", "GIT_AUTHOR_DATE": f"{stamp} +0000"}
+        tagged = git("commit-tree", base_tree, "-p", parent, "-m", f"Change {i}", cwd=project, env=dated)
+        annotation = record.annotation(record.Launch(f"Run {tag}", "main"))
+        git("tag", "--annotate", "--cleanup=verbatim", "-m", annotation, tag, tagged, cwd=project, env=dated)
+        parent = tagged
         if i % 10 == 9:
             continue  # waiting for results
-        message = f"Change {i}-results\n\nMetrics:\n    metrics/evaluate.json accuracy: 0.9{i}\n\nRun-Tag: {tag}\n"
-        ref = f"refs/heads/results/{tag}" if i % 10 == 8 else "refs/heads/main"
-        stream.append(f"commit {ref}\nmark :{2 * i + 2}\ncommitter {who}\n" + data(message) + f"from :{2 * i + 1}\n")
-        if ref == "refs/heads/main":
-            parent = f":{2 * i + 2}"
-    subprocess.run(
-        ["git", "fast-import", "--quiet"], cwd=project, env=env, input="".join(stream), text=True, check=True
-    )
+        outcome = record.Outcome(
+            record.RESULTS, tag, tagged, f"Change {i}", (f"metrics/evaluate.json accuracy: 0.9{i}",)
+        )
+        results = git("commit-tree", base_tree, "-p", tagged, "-m", record.message(outcome), cwd=project, env=dated)
+        if i % 10 == 8:
+            git("update-ref", f"refs/heads/results/{tag}", results, cwd=project, env=env)
+        else:
+            parent = results
+    git("update-ref", "refs/heads/main", parent, cwd=project, env=env)
     git("reset", "--quiet", "--hard", "main", cwd=project, env=env)
     origin = base / "runs-origin.git"
     git("clone", "--quiet", "--bare", str(project), str(origin), cwd=base, env=env)
