@@ -1,16 +1,20 @@
-"""The shared fixtures start real services and isolate each test from the developer's setup."""
+"""The shared fixtures start real services and isolate each test from the developer's setup; a signal that stops
+the test session stops every server it started."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from gitrepos import git
+from faults_fixtures import group_running
+from gitrepos import ROOT, git
 
 from src.runloop import processes, services
 
@@ -147,3 +151,131 @@ def test_bare_origin_mirrors_branches_and_tags(project, tmp_path):
         f"refs/heads/side {git('rev-parse', 'side', cwd=project)}",
         f"refs/tags/run-x {git('rev-parse', 'run-x', cwd=project)}",
     ]
+
+
+def test_a_server_group_goes_with_its_user_even_when_the_user_is_killed(tmp_path):
+    log = tmp_path / "log"
+    # A user of processes.start that dies by SIGKILL: nothing of its own can stop the group.
+    script = (
+        "import os, sys, time; from pathlib import Path; from src.runloop import processes; "
+        "cmd = ['sh', '-c', 'sleep 300 & sleep 300 & echo started; wait']; "
+        "print(processes.start(cmd, os.environ, Path(sys.argv[1]), Path(sys.argv[2])).pid, flush=True); time.sleep(300)"
+    )
+    user = subprocess.Popen(
+        [sys.executable, "-c", script, str(log), str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    group = int(user.stdout.readline())
+    try:
+        until(lambda: "started" in log.read_text(), 30, lambda: f"the group never started: {log.read_text()}")
+        assert len(group_running(group)) == 4  # the leader, sh and its two sleeps
+
+        user.kill()
+        user.wait()
+
+        until(lambda: not group_running(group), 30, lambda: f"group {group} outlived its user")
+    finally:
+        user.stdout.close()
+        processes.signal_group(group, signal.SIGKILL)
+
+
+# -- a signal to the test session stops every server it started ------------------------------------------------------
+
+HOLDS = """# Holds a session's servers until a signal stops the session (written by test_services.py).
+
+import time
+from pathlib import Path
+
+import pytest
+
+SIGNS = Path({signs!r})
+
+
+@pytest.fixture(autouse=True)
+def says_when_it_stops():
+    yield
+    (SIGNS / "stopping").touch()
+
+
+@pytest.mark.parametrize("n", range({tests}))
+def test_holds_the_servers(n, mlflow_server):
+    (SIGNS / f"holding-{{n}}").touch()
+    time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("how", "signals", "workers"),
+    [
+        ("Ctrl-C twice in a terminal", ["SIGINT to the group", "SIGINT to the group while stopping"], 0),
+        ("SIGINT to a session started ignoring it, as a script's background job is", ["SIGINT"], 0),
+        ("SIGTERM", ["SIGTERM"], 0),
+        ("SIGINT to the controller of two xdist workers", ["SIGINT"], 2),
+    ],
+    ids=["ctrl-c-twice", "sigint-to-a-background-job", "sigterm", "sigint-xdist"],
+)
+def test_a_signal_stops_the_test_session_and_every_server_it_started(project, tmp_path, how, signals, workers):
+    signs = tmp_path / "signs"
+    signs.mkdir()
+    tests = max(workers, 1)  # one test holding servers per worker
+    (project / "tests" / "test_holds.py").write_text(HOLDS.format(signs=str(signs), tests=tests))
+    cmd = [sys.executable, "-m", "pytest", "-q", "--basetemp", str(tmp_path / "basetemp"), "tests/test_holds.py"]
+    cmd += ["-n", str(workers)] if workers else []
+    if "background" in how:  # what `cmd &` in a script does: the job ignores SIGINT, and so would Python
+        cmd = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *cmd]
+    log = tmp_path / "session.log"
+    with open(log, "wb") as out:
+        session = subprocess.Popen(cmd, cwd=project, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    servers: dict[int, str] = {}
+    try:
+        said = log.read_text  # what the session printed, when it matters
+        until(lambda: len(list(signs.glob("holding-*"))) == tests, 300, lambda: f"no servers came up:\n{said()}")
+        servers = server_groups(session.pid)
+        assert sorted(servers.values()) == sorted(["mlflow", "moto_server"] * tests), servers
+
+        for sig in signals:
+            if sig.endswith("while stopping"):
+                until(lambda: (signs / "stopping").exists(), 120, lambda: f"the session did not stop:\n{said()}")
+            signum = signal.Signals[sig.split()[0]]
+            if "to the group" in sig:  # a terminal's Ctrl-C reaches the session's whole process group
+                processes.signal_group(session.pid, signum)
+            else:
+                os.kill(session.pid, signum)
+
+        try:
+            code = session.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the session went on after {how}:\n{said()}")
+        assert code == pytest.ExitCode.INTERRUPTED, said()
+        until(lambda: not left(servers), 30, lambda: f"{how} left servers running: {left(servers)}\n{said()}")
+    finally:
+        for group in [session.pid, *servers]:
+            processes.signal_group(group, signal.SIGKILL)
+
+
+def server_groups(session: int) -> dict[int, str]:
+    """The process groups the session's servers run in (each its own), by what they run."""
+    groups = {}
+    for pid in processes.descendants(session):
+        try:
+            group, cmdline = os.getpgid(pid), Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ProcessLookupError):
+            continue
+        names = {Path(arg.decode()).name for arg in cmdline[:3]}
+        if group != session and names & {"moto_server", "mlflow"}:
+            groups[group] = (names & {"moto_server", "mlflow"}).pop()
+    return groups
+
+
+def left(servers: dict[int, str]) -> dict[str, list[int]]:
+    """The servers of `servers` whose group still has a process running, and those processes."""
+    return {name: pids for group, name in servers.items() if (pids := group_running(group))}
+
+
+def until(condition: Callable[[], bool], seconds: float, failure: Callable[[], str]) -> None:
+    """Wait for `condition`; fail with `failure()` after `seconds` (a bound on a hang, not a measured time)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(failure(), pytrace=False)
+        time.sleep(0.1)
