@@ -1,8 +1,9 @@
-"""Fixtures and helpers for the fault tests (test_faults_repro.py, test_doctor.py).
+"""Fixtures and helpers for the fault tests (test_faults_repro.py, test_doctor.py, test_session.py, test_services.py).
 
 `write_tiny` turns the project copy into a one-stage pipeline of its own (a stage that logs an MLflow run, writes
 its output and sleeps in the run as long as params.yaml says), so the tests do not depend on the example pipeline.
 `moto_with_auth` starts a moto S3 server that checks credentials (the shared one takes any), with one IAM user.
+`group_running` and `until` watch processes go (or not) without sleeping a fixed time.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from gitrepos import git
 
 from src.runloop import processes, services
@@ -147,6 +150,15 @@ def process_running(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def until(condition: Callable[[], bool], seconds: float, failure: Callable[[], str]) -> None:
+    """Wait for `condition`; fail with `failure()` after `seconds` (a bound on a hang, not a measured time)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(failure(), pytrace=False)
+        time.sleep(0.1)
 
 
 def group_running(pgid: int) -> list[int]:

@@ -1,5 +1,5 @@
-"""The shared fixtures start real services and isolate each test from the developer's setup; a signal that stops
-the test session stops every server it started."""
+"""The shared fixtures start real services and isolate each test from the developer's setup; a server's group goes
+with its user, however the user ends."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from faults_fixtures import group_running
+from faults_fixtures import group_running, until
 from gitrepos import ROOT, git
 
 from src.runloop import processes, services
@@ -176,106 +175,3 @@ def test_a_server_group_goes_with_its_user_even_when_the_user_is_killed(tmp_path
     finally:
         user.stdout.close()
         processes.signal_group(group, signal.SIGKILL)
-
-
-# -- a signal to the test session stops every server it started ------------------------------------------------------
-
-HOLDS = """# Holds a session's servers until a signal stops the session (written by test_services.py).
-
-import time
-from pathlib import Path
-
-import pytest
-
-SIGNS = Path({signs!r})
-
-
-@pytest.fixture(autouse=True)
-def says_when_it_stops():
-    yield
-    (SIGNS / "stopping").touch()
-
-
-@pytest.mark.parametrize("n", range({tests}))
-def test_holds_the_servers(n, mlflow_server):
-    (SIGNS / f"holding-{{n}}").touch()
-    time.sleep(600)
-"""
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("how", "signals", "workers"),
-    [
-        ("Ctrl-C twice in a terminal", ["SIGINT to the group", "SIGINT to the group while stopping"], 0),
-        ("SIGINT to a session started ignoring it, as a script's background job is", ["SIGINT"], 0),
-        ("SIGTERM", ["SIGTERM"], 0),
-        ("SIGINT to the controller of two xdist workers", ["SIGINT"], 2),
-    ],
-    ids=["ctrl-c-twice", "sigint-to-a-background-job", "sigterm", "sigint-xdist"],
-)
-def test_a_signal_stops_the_test_session_and_every_server_it_started(project, tmp_path, how, signals, workers):
-    signs = tmp_path / "signs"
-    signs.mkdir()
-    tests = max(workers, 1)  # one test holding servers per worker
-    (project / "tests" / "test_holds.py").write_text(HOLDS.format(signs=str(signs), tests=tests))
-    cmd = [sys.executable, "-m", "pytest", "-q", "--basetemp", str(tmp_path / "basetemp"), "tests/test_holds.py"]
-    cmd += ["-n", str(workers)] if workers else []
-    if "background" in how:  # what `cmd &` in a script does: the job ignores SIGINT, and so would Python
-        cmd = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *cmd]
-    log = tmp_path / "session.log"
-    with open(log, "wb") as out:
-        session = subprocess.Popen(cmd, cwd=project, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    servers: dict[int, str] = {}
-    try:
-        said = log.read_text  # what the session printed, when it matters
-        until(lambda: len(list(signs.glob("holding-*"))) == tests, 300, lambda: f"no servers came up:\n{said()}")
-        servers = server_groups(session.pid)
-        assert sorted(servers.values()) == sorted(["mlflow", "moto_server"] * tests), servers
-
-        for sig in signals:
-            if sig.endswith("while stopping"):
-                until(lambda: (signs / "stopping").exists(), 120, lambda: f"the session did not stop:\n{said()}")
-            signum = signal.Signals[sig.split()[0]]
-            if "to the group" in sig:  # a terminal's Ctrl-C reaches the session's whole process group
-                processes.signal_group(session.pid, signum)
-            else:
-                os.kill(session.pid, signum)
-
-        try:
-            code = session.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the session went on after {how}:\n{said()}")
-        assert code == pytest.ExitCode.INTERRUPTED, said()
-        until(lambda: not left(servers), 30, lambda: f"{how} left servers running: {left(servers)}\n{said()}")
-    finally:
-        for group in [session.pid, *servers]:
-            processes.signal_group(group, signal.SIGKILL)
-
-
-def server_groups(session: int) -> dict[int, str]:
-    """The process groups the session's servers run in (each its own), by what they run."""
-    groups = {}
-    for pid in processes.descendants(session):
-        try:
-            group, cmdline = os.getpgid(pid), Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except (OSError, ProcessLookupError):
-            continue
-        names = {Path(arg.decode()).name for arg in cmdline[:3]}
-        if group != session and names & {"moto_server", "mlflow"}:
-            groups[group] = (names & {"moto_server", "mlflow"}).pop()
-    return groups
-
-
-def left(servers: dict[int, str]) -> dict[str, list[int]]:
-    """The servers of `servers` whose group still has a process running, and those processes."""
-    return {name: pids for group, name in servers.items() if (pids := group_running(group))}
-
-
-def until(condition: Callable[[], bool], seconds: float, failure: Callable[[], str]) -> None:
-    """Wait for `condition`; fail with `failure()` after `seconds` (a bound on a hang, not a measured time)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(failure(), pytrace=False)
-        time.sleep(0.1)
