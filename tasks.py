@@ -9,6 +9,7 @@
     invoke compare   two runs' params and metrics side by side (DVC's own diffs)
     invoke promote   point an MLflow alias (champion) at the model version a run made: models:/<name>@champion
     invoke watch     follow runs (or a sweep's legs) until they end
+    invoke gc        delete the data of runs the retention policy does not keep (default: only say what would go)
 
 `nox -s reproduce` recomputes a past run in isolation (src/runloop/reproduction.py); a run that fails on the runner
 is recorded by the workflow's last step (src/runloop/failure.py), which needs nothing installed.
@@ -53,6 +54,7 @@ from src.runloop import (  # noqa: E402  (after the bytecode switch, on purpose)
     registry,
     report,
     results,
+    retention,
     run_tag,
     runner,
     runner_cache,
@@ -132,7 +134,7 @@ def repro(c: Context, pull: bool = True, force: bool = False, dry_run: bool = Fa
         # One DVC process runs the pipeline and reads the metrics (and, if dvc.lock changed, DVC's status).
         report_file = Path(tmp) / "outcome.json"
         try:
-            pipeline.reproduce([*pipeline.REPRO, *flags, "--report", str(report_file)], env)  # a signal stops it
+            pipeline.reproduce(flags, env, report_file)  # a signal stops it
         finally:
             outcome = pipeline.read_outcome(report_file)
             step_log.note_stages(env, outcome.failed)  # on CI, for the failure record
@@ -152,6 +154,8 @@ def repro(c: Context, pull: bool = True, force: bool = False, dry_run: bool = Fa
         "step)); repeat for the Cartesian product. Each leg is a commit of its own, tagged and pushed alone.",
         "max_legs": f"Refuse a sweep of more legs than this (default {sweep.MAX_LEGS}).",
         "runner_": "The runner class to run on (invoke.yaml's runloop.runners; default: its default class).",
+        "allow_non_finite": "Let --set give a float param .nan, .inf or -.inf (refused otherwise: a stage rarely means "
+        "one).",
         "wait": "Then follow the run(s) until they end, as `invoke watch` does.",
         "timeout": "With --wait: give up after this many seconds (exit 2).",
         "dry_run": "Print what would be done and change nothing.",
@@ -165,6 +169,7 @@ def tag_run(
     set_: list[str] | None = None,
     max_legs: int = sweep.MAX_LEGS,
     runner_: str = "",
+    allow_non_finite: bool = False,
     wait: bool = False,
     timeout: float = follow.TIMEOUT,
     dry_run: bool = False,
@@ -177,7 +182,19 @@ def tag_run(
     branch, commit, remote_url = run_tag.check_head_is_pushed(runs.git, remote)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     if set_:
-        tags = sweep.tag_legs(runs, set_, name, message, branch, commit, stamp, max_legs, runner_class, dry_run)
+        tags = sweep.tag_legs(
+            runs,
+            set_,
+            name,
+            message,
+            branch,
+            commit,
+            stamp,
+            max_legs,
+            runner_class,
+            dry_run=dry_run,
+            allow_non_finite=allow_non_finite,
+        )
     else:
         tags = [run_tag.name(TAG_PREFIX, branch, stamp, name)]
         run_tag.check_new(runs.git, tags[0], remote)
@@ -482,3 +499,48 @@ def _follow(runs: Runs, specs: list[str], sweep_name: str, timeout: float, inter
     if code != follow.LANDED:
         raise Exit(said, code=code)
     print(f"\n{follow.outcome(runs, tags)}")
+
+
+# -- Bounding storage -----------------------------------------------------------------------------------------------
+
+
+@task(
+    help={
+        "keep_last": "Keep the N newest runs no branch or tag reaches that have results (and runs tagged since the "
+        f"oldest of them; default {retention.KEEP_LAST}).",
+        "keep_days": f"Keep every run tagged in the last D days (default {retention.KEEP_DAYS:g}; 0: none).",
+        "apply": "Delete what goes (default: only say what stays and what would go).",
+        "prefix": "The DVC remote's URL, saying it is this project's alone: gc then goes on when the remote holds "
+        "newer objects no commit names (they stay).",
+        "json": "Print what stays and what goes as JSON.",
+        "remote": "The git remote the runs are on.",
+    }
+)
+def gc(
+    c: Context,
+    keep_last: int = retention.KEEP_LAST,
+    keep_days: int = retention.KEEP_DAYS,
+    apply: bool = False,
+    prefix: str = "",
+    json: bool = False,
+    remote: str = "origin",
+) -> None:
+    """Delete the DVC remote's and MLflow's data of runs gc does not keep (default: only say what would go)."""
+    runner.at_root()
+    env = runner.pipeline_environment()
+    policy = retention.Policy(keep_last, keep_days)
+    runs = _runs(remote)
+    retention.fetch(runs)  # every branch and tag of the remote: gc never decides from a partial view
+    store = retention.remote_store(env)
+    client, where = retention.mlflow_store(env)  # None when no tracking server is configured: `where` says so
+    with registry.speaking(env):
+        plan = retention.plan(runs, store, policy, prefix, client, where)
+    print(plan.as_json() if json else plan.text())
+    if not apply:
+        if not json:
+            print("\nNothing was deleted: `invoke gc --apply` with the same options deletes what goes.")
+        return
+    retention.check_can_apply(plan)  # a run still going may be about to name what goes
+    stopped = "run it again to finish; nothing a kept run names was deleted, and no entry names what was"
+    with processes.stop_cleanly("invoke gc", stopped), registry.speaking(env):
+        retention.apply(plan, store, client)

@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from src.runloop import ci
+from src.runloop import ci, project
+from src.runloop.git import Git
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -35,6 +36,16 @@ def test_quickstart_has_two_commands_and_ci_runs_the_second() -> None:
     assert test_command in ci_lines, ".ci/run must run the README's test command verbatim"
 
 
+def test_init_says_to_run_the_check_the_readme_runs() -> None:
+    # One command in the Quickstart, in "Starting your project" and in what `invoke init` prints after its commit.
+    _main_job, test_command = _quickstart()
+    assert test_command.endswith(f"&& {project.CHECK}")
+    assert f"\n{project.CHECK} " in _section("Starting your project")
+    said = project.next_steps(Git(ROOT), "churn-model", "0" * 40, kept_example=False)
+    assert f"  1. Check it: {project.CHECK}\n" in said
+    assert [line for line in said.splitlines() if "nox" in line] == [f"  1. Check it: {project.CHECK}"]
+
+
 def test_quickstart_and_nox_install_the_locked_pipenv() -> None:
     locked = json.loads((ROOT / "Pipfile.lock").read_text())["default"]["pipenv"]["version"]
     for command in _quickstart():
@@ -55,7 +66,18 @@ def test_task_table_matches_invoke_list() -> None:
         [str(BIN / "invoke"), "--list", "--list-format", "json"], cwd=ROOT, capture_output=True, text=True, check=True
     )
     names = {t["name"]: t["help"] for t in json.loads(listed.stdout)["tasks"]}
-    assert names.keys() == {"compare", "doctor", "init", "promote", "repro", "runs", "share", "tag-run", "watch"}
+    assert names.keys() == {
+        "compare",
+        "doctor",
+        "gc",
+        "init",
+        "promote",
+        "repro",
+        "runs",
+        "share",
+        "tag-run",
+        "watch",
+    }
     table = _section("Tasks and sessions")
     for name, help_text in names.items():
         assert f"`invoke {name}" in table, f"README's task table misses `invoke {name}`"
@@ -93,7 +115,9 @@ def test_env_example_holds_no_values() -> None:
 def test_every_row_of_the_fault_matrix_names_tests_that_exist() -> None:
     table = _section("Faults and attacks")
     rows = re.findall(r"^\| (\d+) \| (.+?) \| (.+?) \| (.+) \|$", table, flags=re.MULTILINE)
-    assert [int(number) for number, *_ in rows] == list(range(1, 19)), "the matrix has rows 1 to 18, in order"
+    numbers = [int(number) for number, *_ in rows]
+    assert numbers == list(range(1, len(rows) + 1)), "the matrix's rows are numbered 1 to N, in order"
+    assert len(rows) >= 26, "a row of the matrix went missing"
     for number, fault, happens, proof in rows:
         assert "—" not in (happens.strip(), proof.strip()), f"row {number} ({fault}) says what happens and names a test"
         named = re.findall(r"`(tests/[\w/]+\.py)(?:::(\w+))?`", proof)

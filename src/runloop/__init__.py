@@ -18,6 +18,8 @@ each import only the layers below them:
     project          the project's name and every file that repeats it; invoke init (skeleton: its stage)
     checks           the checks repro makes around the pipeline, which `invoke doctor` shows as rows
     report           what a run prints and writes to the job summary; `invoke runs`' tables
+    retention        invoke gc: which runs are kept, what stays and goes on the DVC remote and in MLflow, deleting
+                     in a safe order; a local DVC cache pruned under a size
   the run model
     record           a run's record: the tag's annotation, the outcome commit's message; every format ever written
     runs             the runs as git knows them: one context per command, listed once, a spec resolved
@@ -30,8 +32,10 @@ each import only the layers below them:
     step_log         the workflow's shell: each step's output kept for the failure record
     dvc_repo         DVC asked in-process, its repository opened once: status, outputs, metrics, diffs, push
     dvc_remote       the DVC remote: is one configured, its machine-specific settings, a probe of its bucket
+    dvc_store        a DVC store's objects in DVC 3's layout (an S3 prefix, a folder, a cache): listed, read, deleted
     pipeline         `dvc repro` as a process group a signal stops, without DVC's reminders
     tracking         MLflow runs of the stages and the records (runs/<stage>.json) that name them
+    mlflow_runs      MLflow runs found by their run tag, with their artifacts, logged models and versions; deleted
     mlflow_server    the MLflow tracking server asked over its REST API, with a short timeout
     act              act running the workflow on this machine, as the runner would
     runner_cache     what a self-hosted runner keeps between jobs: the venvs, DVC's cache (linked into workspaces)
@@ -46,6 +50,7 @@ each import only the layers below them:
     push_credential  the push token: kept from the pipeline, given to git's fetch and push alone
     packages         this Python and its installed packages against Pipfile and Pipfile.lock
     processes        process groups, signals, children that die with their parent
+    disk             the disk under a folder: a write that ran out of room, the room left, what a folder holds
     machine          the machine a run ran on: Python, OS, CPU, BLAS, GPUs
     refusal          Refused: what is wrong and what to do, in one line
 
