@@ -249,6 +249,7 @@ def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", d
         results.push_data(dvc)
         said = results.record_and_push(runs, auth, env, plan)
         report.summary(env, dvc, plan.outcome, said)
+    retention.prune_runner_cache(runs, env)  # on a runner: its DVC cache under invoke.yaml's bound, now nothing is lost
 
 
 # -- Checking a machine -------------------------------------------------------------------------------------------

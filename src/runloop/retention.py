@@ -31,10 +31,12 @@ versions has an alias, or they are the parent of a run that stays.
     apply(plan, store, client, say)          entries, then directory listings, then objects, then MLflow runs
     prune_cache(cache, max_bytes, keep)      a local DVC cache kept under a size: what no kept run names goes first
     kept_hashes(runs, policy)                what the kept runs and the roots name (for prune_cache)
+    prune_runner_cache(runs, env)            after a run (`invoke share`): the runner's DVC cache under its bound
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -43,7 +45,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from src.runloop import ci, dvc_remote, dvc_store, environment, lock, mlflow_runs, project, record, registry, report
+from src.runloop import (
+    ci,
+    dvc_remote,
+    dvc_store,
+    environment,
+    lock,
+    mlflow_runs,
+    project,
+    record,
+    registry,
+    report,
+    runner_cache,
+)
 from src.runloop.dvc_store import DIR, ENTRY, OBJECT, OTHER, Item, Store
 from src.runloop.git import last_lines
 from src.runloop.refusal import Refused
@@ -597,3 +611,34 @@ def prune_cache(cache: Path, max_bytes: int, keep: set[str], now: float | None =
     store.delete([i.key for i in sorted(evicted, key=lambda i: i.kind != DIR)])
     freed += sum(i.size for i in entries)
     return Pruned(len(entries), len(evicted), freed, total - freed, total - freed <= max_bytes)
+
+
+def prune_runner_cache(runs: Runs, env: Mapping[str, str]) -> Pruned | None:
+    """After a run's data is on the remote: the runner's DVC cache brought under invoke.yaml's bound, by gc's policy
+    (what the kept runs name stays). Nothing written in the last `ci.JOB_MINUTES` goes (a job of this host may still
+    be using it), and one job prunes at a time (a file lock; another job that finds it taken skips). None when there
+    is no runner cache, no bound, or another job is pruning."""
+    cache, bound = runner_cache.dvc_cache(env), runner_cache.max_bytes()
+    if cache is None or bound is None or not cache.is_dir():
+        return None
+    with open(cache.parent / "dvc-prune.lock", "a") as held:
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"The runner's DVC cache {cache} is being pruned by another job: not pruned here.", flush=True)
+            return None
+        pruned = prune_cache(cache, bound, kept_hashes(runs, Policy()), grace=ci.JOB_MINUTES * 60)
+    said = (
+        f"The runner's DVC cache {cache}: {size(pruned.freed)} freed ({pruned.objects} objects, {pruned.entries} "
+        f"run-cache entries), {size(pruned.left)} left"
+    )
+    if pruned.within:
+        print(f"{said}, within its bound of {size(bound)} (invoke.yaml: runloop.{runner_cache.MAX_SETTING}).")
+    else:
+        print(
+            f"{said}, over its bound of {size(bound)}: the kept runs' data, or what was written in the last "
+            f"{ci.JOB_MINUTES // 60} hours, is bigger — raise runloop.{runner_cache.MAX_SETTING} in invoke.yaml, or "
+            "keep fewer runs with `invoke gc`.",
+            flush=True,
+        )
+    return pruned

@@ -6,6 +6,7 @@ DVC's cache. A second run on the runner installs nothing and pulls only the data
     venvs(env)          where the venvs are: RUNLOOP_VENVS, else <root>/venvs, else (off CI) the user's cache
                         ($XDG_CACHE_HOME/runloop/venvs, what `nox -s reproduce` uses)
     dvc_cache(env)      <root>/dvc, or None
+    max_bytes(project)  the bound invoke.yaml's runloop.runner_cache_max puts on DVC's cache ("50G"), or None
     configure_dvc(env)  DVC's cache there (.dvc/config.local), linked into the workspace as cheaply as the file
                         system allows (reflink, else hardlink, else symlink, else a copy)
 
@@ -22,10 +23,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from src.runloop import ci, environment, invoke_yaml
+from src.runloop.refusal import Refused
 
 CACHE_ENV = "RUNLOOP_CACHE"  # the folder, for a runner's service environment (or a test)
 VENVS_ENV = "RUNLOOP_VENVS"  # the venvs alone elsewhere (a rehearsal shares them with `nox -s reproduce`)
 SETTING = "runner_cache"  # invoke.yaml: runloop.runner_cache
+MAX_SETTING = "runner_cache_max"  # invoke.yaml: runloop.runner_cache_max, a size ("50G"); empty: no bound
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", re.IGNORECASE)
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 FOLDER = "runloop"  # under the runner's tool cache
 # DVC takes the first link type the file system allows, file by file: a reflink (copy-on-write: XFS, btrfs, APFS)
 # costs nothing and is safe; a hardlink or symlink costs nothing and DVC makes the workspace file read-only; a copy
@@ -64,6 +69,21 @@ def venvs(env: Mapping[str, str], project: Path = environment.ROOT) -> Path:
 def dvc_cache(env: Mapping[str, str], project: Path = environment.ROOT) -> Path | None:
     kept = root(env, project)
     return kept / "dvc" if kept else None
+
+
+def max_bytes(project: Path = environment.ROOT) -> int | None:
+    """The size DVC's cache on the runner is pruned to after each run (`invoke share`), or None: no bound."""
+    setting = invoke_yaml.section(project).get(MAX_SETTING) or ""
+    text = setting.strip() if isinstance(setting, str) else ""
+    if not text:
+        return None
+    size = _SIZE.fullmatch(text)
+    if not size:
+        raise Refused(
+            f'invoke.yaml\'s runloop.{MAX_SETTING} is {text[:40]!r}, not a size — write one such as "50G" (K, M, G '
+            "or T: powers of 1024), or leave it empty for no bound."
+        )
+    return int(float(size.group(1)) * _UNITS[size.group(2).upper()])
 
 
 def configure_dvc(env: Mapping[str, str], project: Path = environment.ROOT) -> Path | None:
