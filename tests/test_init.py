@@ -4,6 +4,7 @@ fixes merge into it."""
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ CURRENT = names.name(ROOT)
 NAME = "churn-model" if CURRENT != "churn-model" else "fraud-model"
 PACKAGE = NAME.replace("-", "_")
 WORKFLOW = ".github/workflows/github_actions_pipeline.yml"
+FIXES = (ROOT / "docs/template-fixes.md").read_text()
 # Replacing the example is what the template does once: a project made by `invoke init` has no example left to
 # replace, so these run in the template (and its CI) and skip in the projects made from it.
 needs_example = pytest.mark.skipif(
@@ -257,7 +259,7 @@ def test_template_fixes_merge_into_a_project_made_by_init(template, clone):
     assert project_workflow["name"] == f"Run {NAME} pipeline"  # and the project's name stayed
     assert names.disagreements(clone) == []
 
-    # A fix to the example the project removed: a conflict there only, resolved as the README says.
+    # A fix to the example the project removed: a conflict there only, resolved as docs/template-fixes.md says.
     example = template / "src/example/train.py"
     example.write_text(example.read_text().replace("keep the best on the validation split", "keep the best one"))
     (template / "tasks.py").write_text(fixed.replace("Follow the run:", "Watch it run:"))
@@ -268,7 +270,10 @@ def test_template_fixes_merge_into_a_project_made_by_init(template, clone):
     assert merged.returncode == 1
     conflicted = git("diff", "--name-only", "--diff-filter=U", cwd=clone).splitlines()
     assert conflicted == ["src/example/train.py"]
-    git("rm", "-r", "--quiet", "--ignore-unmatch", "--", "src/example", "tests/example", cwd=clone)  # as the README
+    # Removed again, with the command docs/template-fixes.md gives (it names no file: a project's docs name none of
+    # the example's).
+    command = re.search(r"`(git status --porcelain \| awk .*? \| xargs git rm --quiet)`", FIXES).group(1)
+    subprocess.run(["sh", "-c", command], cwd=clone, check=True)
     git("commit", "--quiet", "--no-edit", cwd=clone)
     assert (clone / "tasks.py").read_bytes() == (template / "tasks.py").read_bytes()
     assert not (clone / "src/example").exists() and git("status", "--porcelain", cwd=clone) == ""

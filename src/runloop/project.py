@@ -293,7 +293,7 @@ def plan(git: Git, new: str, keep_example: bool, root: Path = ROOT) -> list[Chan
     if wrong := _wrong(places(final, new)):
         raise Refused(
             f"init cannot set the name everywhere ({'; '.join(wrong)}) — set these by hand (the README's "
-            "'Starting your project' lists every place), then run init again."
+            "'Start your project' lists every place), then run init again."
         )
     return sorted(changes, key=lambda ch: ch.path)
 
