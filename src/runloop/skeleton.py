@@ -156,7 +156,7 @@ def test_invoke_repro_runs_the_stage_and_records_its_mlflow_run(tmp_path, isolat
 
 PARAMS = """# One section per stage: stage `train` = src/$package/train.py = `train:` here.
 train:
-  # The MLflow experiment the runs go to: the project's name (invoke.yaml), which `invoke init` keeps it.
+  # The MLflow experiment the runs go to: the project's name (invoke.yaml), as `invoke init` keeps it.
   experiment: $name
   rows: 200           # size of the toy data set
   seed: 0
