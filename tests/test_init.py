@@ -80,6 +80,30 @@ def pytest_in(repo: Path, *args: str) -> str:
     return summary
 
 
+@needs_example
+def test_after_init_the_readme_is_the_projects_and_nothing_names_the_example(clone):
+    init(clone, NAME)
+
+    # The README is the project's (its name, its stage, its tags, the manual's pages) and nothing outside tests/
+    # names the example's files, data or tags; the manual's examples use the project's names.
+    repo = clone
+    found = subprocess.run(
+        ["git", "grep", "-n", "-I", "-E", "run-example|breast.cancer|src/example", "--", ".", ":!tests/"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+    assert (found.returncode, found.stdout) == (1, ""), found.stdout
+    readme = (repo / "README.md").read_text()
+    assert readme.startswith(f"# {NAME}: ")
+    assert f"| train | `src/{PACKAGE}/train.py` |" in readme and f"tests/{PACKAGE}/" in readme
+    assert f"run-{NAME}-<branch>-<time>-first" in readme and f"`run-{NAME}*`" in readme
+    for page in sorted((repo / "docs").glob("*.md")):
+        assert f"](docs/{page.name})" in readme, f"the project's README does not link docs/{page.name}"
+    assert f"run-{NAME}-main-" in (repo / "docs/reproduce.md").read_text()
+    assert f"s3://dvc-store/{NAME}" in (repo / "docs/gc.md").read_text()
+
+
 # A fast, representative part of the machinery's tests: the name everywhere, the README's tables against the
 # tasks, the workflow against TAG_PREFIX, the stage helpers. (The whole suite is the README's test command.)
 FAST = [
@@ -87,6 +111,7 @@ FAST = [
     "not slow",
     "tests/test_project.py",
     "tests/test_readme.py",
+    "tests/test_docs.py",
     "tests/test_workflow.py",
     "tests/test_stage.py",
 ]
@@ -141,10 +166,17 @@ def test_init_keep_example_only_renames(clone):
     init(clone, NAME, "--keep-example")
 
     after = tree(clone)
+    # The copies of the name, and the manual's examples (run tags, the remote's prefix): the README stays the
+    # template's, as the example it describes does.
+    examples = [f for f in before if f.startswith("docs/") and f"run-{CURRENT}" in (ROOT / f).read_text()]
+    assert examples, "the manual shows run tags in its examples"
     assert sorted(f for f in after if after[f] != before.get(f)) == sorted(
-        ["invoke.yaml", "params.yaml", ".dvc/config", WORKFLOW, "README.md"]
+        ["invoke.yaml", "params.yaml", ".dvc/config", WORKFLOW, "README.md", *examples]
     )
     assert before.keys() == after.keys()
+    left = subprocess.run(["git", "grep", "-n", f"run-{CURRENT}-", "--", ".", ":!tests/"], cwd=clone, text=True)
+    assert left.returncode == 1, "a run tag of the template's name is left outside tests/"
+    assert (clone / "src/example").is_dir() and "src/example/train.py" in (clone / "README.md").read_text()
     assert names.disagreements(clone) == []
     assert yaml.safe_load((clone / "params.yaml").read_text())["train"]["experiment"] == NAME
     lint(clone)
