@@ -1,4 +1,4 @@
-"""Faults and attacks on `invoke share`: rows of the README's "Faults and attacks" matrix, each against a bare
+"""Faults and attacks on `invoke share`: rows of the "Faults and attacks" matrix (docs/faults.md), each against a bare
 origin (served by a git smart-HTTP server on loopback where the push token matters) and moto's S3 server.
 
 Runners start from the DVC cache of one pipeline run (see test_share.py), so `invoke repro` restores the

@@ -4,6 +4,7 @@ fixes merge into it."""
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ CURRENT = names.name(ROOT)
 NAME = "churn-model" if CURRENT != "churn-model" else "fraud-model"
 PACKAGE = NAME.replace("-", "_")
 WORKFLOW = ".github/workflows/github_actions_pipeline.yml"
+FIXES = (ROOT / "docs/template-fixes.md").read_text()
 # Replacing the example is what the template does once: a project made by `invoke init` has no example left to
 # replace, so these run in the template (and its CI) and skip in the projects made from it.
 needs_example = pytest.mark.skipif(
@@ -78,6 +80,30 @@ def pytest_in(repo: Path, *args: str) -> str:
     return summary
 
 
+@needs_example
+def test_after_init_the_readme_is_the_projects_and_nothing_names_the_example(clone):
+    init(clone, NAME)
+
+    # The README is the project's (its name, its stage, its tags, the manual's pages) and nothing outside tests/
+    # names the example's files, data or tags; the manual's examples use the project's names.
+    repo = clone
+    found = subprocess.run(
+        ["git", "grep", "-n", "-I", "-E", "run-example|breast.cancer|src/example", "--", ".", ":!tests/"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+    assert (found.returncode, found.stdout) == (1, ""), found.stdout
+    readme = (repo / "README.md").read_text()
+    assert readme.startswith(f"# {NAME}: ")
+    assert f"| train | `src/{PACKAGE}/train.py` |" in readme and f"tests/{PACKAGE}/" in readme
+    assert f"run-{NAME}-<branch>-<time>-first" in readme and f"`run-{NAME}*`" in readme
+    for page in sorted((repo / "docs").glob("*.md")):
+        assert f"](docs/{page.name})" in readme, f"the project's README does not link docs/{page.name}"
+    assert f"run-{NAME}-main-" in (repo / "docs/reproduce.md").read_text()
+    assert f"s3://dvc-store/{NAME}" in (repo / "docs/gc.md").read_text()
+
+
 # A fast, representative part of the machinery's tests: the name everywhere, the README's tables against the
 # tasks, the workflow against TAG_PREFIX, the stage helpers. (The whole suite is the README's test command.)
 FAST = [
@@ -85,6 +111,7 @@ FAST = [
     "not slow",
     "tests/test_project.py",
     "tests/test_readme.py",
+    "tests/test_docs.py",
     "tests/test_workflow.py",
     "tests/test_stage.py",
 ]
@@ -139,10 +166,17 @@ def test_init_keep_example_only_renames(clone):
     init(clone, NAME, "--keep-example")
 
     after = tree(clone)
+    # The copies of the name, and the manual's examples (run tags, the remote's prefix): the README stays the
+    # template's, as the example it describes does.
+    examples = [f for f in before if f.startswith("docs/") and f"run-{CURRENT}" in (ROOT / f).read_text()]
+    assert examples, "the manual shows run tags in its examples"
     assert sorted(f for f in after if after[f] != before.get(f)) == sorted(
-        ["invoke.yaml", "params.yaml", ".dvc/config", WORKFLOW, "README.md"]
+        ["invoke.yaml", "params.yaml", ".dvc/config", WORKFLOW, "README.md", *examples]
     )
     assert before.keys() == after.keys()
+    left = subprocess.run(["git", "grep", "-n", f"run-{CURRENT}-", "--", ".", ":!tests/"], cwd=clone, text=True)
+    assert left.returncode == 1, "a run tag of the template's name is left outside tests/"
+    assert (clone / "src/example").is_dir() and "src/example/train.py" in (clone / "README.md").read_text()
     assert names.disagreements(clone) == []
     assert yaml.safe_load((clone / "params.yaml").read_text())["train"]["experiment"] == NAME
     lint(clone)
@@ -257,7 +291,7 @@ def test_template_fixes_merge_into_a_project_made_by_init(template, clone):
     assert project_workflow["name"] == f"Run {NAME} pipeline"  # and the project's name stayed
     assert names.disagreements(clone) == []
 
-    # A fix to the example the project removed: a conflict there only, resolved as the README says.
+    # A fix to the example the project removed: a conflict there only, resolved as docs/template-fixes.md says.
     example = template / "src/example/train.py"
     example.write_text(example.read_text().replace("keep the best on the validation split", "keep the best one"))
     (template / "tasks.py").write_text(fixed.replace("Follow the run:", "Watch it run:"))
@@ -268,7 +302,10 @@ def test_template_fixes_merge_into_a_project_made_by_init(template, clone):
     assert merged.returncode == 1
     conflicted = git("diff", "--name-only", "--diff-filter=U", cwd=clone).splitlines()
     assert conflicted == ["src/example/train.py"]
-    git("rm", "-r", "--quiet", "--ignore-unmatch", "--", "src/example", "tests/example", cwd=clone)  # as the README
+    # Removed again, with the command docs/template-fixes.md gives (it names no file: a project's docs name none of
+    # the example's).
+    command = re.search(r"`(git status --porcelain \| awk .*? \| xargs git rm --quiet)`", FIXES).group(1)
+    subprocess.run(["sh", "-c", command], cwd=clone, check=True)
     git("commit", "--quiet", "--no-edit", cwd=clone)
     assert (clone / "tasks.py").read_bytes() == (template / "tasks.py").read_bytes()
     assert not (clone / "src/example").exists() and git("status", "--porcelain", cwd=clone) == ""

@@ -1,4 +1,4 @@
-"""The run loop's machinery: keep this package when you replace the example pipeline (src/example/) with yours.
+"""The run loop's machinery: keep this package when you replace the template's example pipeline with yours.
 
 tasks.py tells what each command does, step by step; these modules hold what the commands share, in layers that
 each import only the layers below them:

@@ -8,6 +8,11 @@ invoke.yaml hold a copy, which `invoke init NAME` writes and `disagreements` che
     .dvc/config          the default remote's url ends in /<name>: the project's prefix in the team's bucket
     .github/workflows/   a tag-triggered workflow's `name: Run <name> pipeline` and its filter `run-<name>*`
     README.md            the title, `# <name>: …`
+
+`invoke init NAME` also gives the project a README of its own (skeleton.readme: its name, its stage, its tags, the
+manual's pages) in place of the template's, and the manual in docs/ the project's names in its examples (run tags
+`run-NAME-…`, the remote's prefix; with the example replaced, its package's paths). With --keep-example the
+template's README stays, as the example it describes does, with the names in its examples changed alike.
 """
 
 from __future__ import annotations
@@ -41,8 +46,12 @@ NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 # Packages src/ holds in every project: the machinery, and the tests' own pipeline in the tests' project copies.
 TAKEN = ("runloop", "mini")
 # The example pipeline `invoke init` replaces: its code and tests, and what its stages run.
-EXAMPLE = ("src/example", "tests/example")
-EXAMPLE_MODULE = "src.example."
+# (Spelled from one name: a project made by init keeps this module, and names none of the example's paths.)
+EXAMPLE_PACKAGE = "example"
+EXAMPLE = (f"src/{EXAMPLE_PACKAGE}", f"tests/{EXAMPLE_PACKAGE}")
+EXAMPLE_MODULE = f"src.{EXAMPLE_PACKAGE}."
+# The machinery's manual, which every project keeps: init changes the names in its examples to the project's.
+DOCS = "docs"
 
 
 @dataclass(frozen=True)
@@ -278,13 +287,27 @@ def plan(git: Git, new: str, keep_example: bool, root: Path = ROOT) -> list[Chan
                 f"src/{package(new)}/ exists already — init would write the skeleton there: choose another name, "
                 "or pass --keep-example to only rename."
             )
-        for path, text in skeleton.files(new, package(new), root).items():
+        files = skeleton.files(new, package(new), root)
+        files[README] = skeleton.readme(
+            new, package(new), _quickstart(texts.get(README, "")), _settings(), _manual(root)
+        )
+        for path, text in files.items():
             renamed.pop(path, None)
             why = "the skeleton's, in place of the example's" if (root / path).exists() else "new: the skeleton"
             changes.append(Change(path, text, why))
         changes += [Change(d, None, "the example pipeline and its tests") for d in EXAMPLE if (root / d).exists()]
         if git("ls-files", "--error-unmatch", "dvc.lock") is not None:
             changes.append(Change("dvc.lock", None, "it locks the example's stages"))
+    old = _settings_name(texts.get(SETTINGS, "")) or new
+    for path in [*([README] if README in renamed else []), *_pages(root)]:
+        text = renamed.get(path, (root / path).read_text())
+        examples = manual_examples(text, old, new, replacing)
+        if examples != text:
+            why = f"its examples name {new}" + (f" and src/{package(new)}/" if replacing else "")
+            if path in renamed:
+                renamed[path] = examples
+            else:
+                changes.append(Change(path, examples, why))
     for path, text in renamed.items():
         if text != texts[path]:
             moved = [p for p in places({path: texts[path]}, new) if p.file == path and p.says != p.wants]
@@ -293,9 +316,46 @@ def plan(git: Git, new: str, keep_example: bool, root: Path = ROOT) -> list[Chan
     if wrong := _wrong(places(final, new)):
         raise Refused(
             f"init cannot set the name everywhere ({'; '.join(wrong)}) — set these by hand (the README's "
-            "'Starting your project' lists every place), then run init again."
+            "'Start your project' lists every place), then run init again."
         )
     return sorted(changes, key=lambda ch: ch.path)
+
+
+def manual_examples(text: str, old: str, new: str, replacing: bool) -> str:
+    """A page of the manual with the project's names in its examples: run tags, the remote's prefix and, when the
+    example is replaced, its package's paths and module."""
+    text = re.sub(rf"\b{re.escape(tag_prefix(old))}(?![\w])", tag_prefix(new), text) if old != new else text
+    text = re.sub(rf"(dvc-store/){re.escape(old)}(?![\w-])", rf"\g<1>{new}", text) if old != new else text
+    if replacing:
+        ours = {EXAMPLE[0]: f"src/{package(new)}", EXAMPLE[1]: f"tests/{package(new)}", EXAMPLE_MODULE: ""}
+        for before, after in ours.items():
+            end = "" if before.endswith(".") else r"(?![\w])"  # a module's name goes on after the dot
+            text = re.sub(rf"(?<![\w/.]){re.escape(before)}{end}", after or f"src.{package(new)}.", text)
+    return text
+
+
+def _pages(root: Path) -> list[str]:
+    return sorted(f"{DOCS}/{p.name}" for p in (root / DOCS).glob("*.md")) if (root / DOCS).is_dir() else []
+
+
+def _manual(root: Path) -> list[tuple[str, str]]:
+    """The manual's pages, as (path, title): each page's first heading."""
+    found = []
+    for path in _pages(root):
+        title = re.search(r"(?m)^# (.+)$", (root / path).read_text())
+        found.append((path, title.group(1).strip() if title else path))
+    return found
+
+
+def _quickstart(text: str) -> str:
+    """The README's Quickstart commands: the project's README repeats them as they are."""
+    block = re.search(r"(?ms)^## Quickstart\n.*?^```sh\n(.*?)^```", text)
+    return block.group(1) if block else f"{CHECK}\n"
+
+
+def _settings() -> str:
+    secrets, variables = ci.settings_named("secret"), ci.settings_named("repository variable")
+    return f"secrets {', '.join(f'`{s}`' for s in secrets)}; variables {', '.join(f'`{v}`' for v in variables)}"
 
 
 def _check_only_example_stages(root: Path) -> None:
@@ -306,7 +366,7 @@ def _check_only_example_stages(root: Path) -> None:
     if others:
         raise Refused(
             f"dvc.yaml has stages that are not the example's ({', '.join(others)}) — pass --keep-example to keep "
-            "the pipeline as it is (init then only renames), or remove src/example/ and its stages yourself."
+            f"the pipeline as it is (init then only renames), or remove {EXAMPLE[0]}/ and its stages yourself."
         )
 
 
@@ -343,7 +403,7 @@ def next_steps(git: Git, new: str, commit: str, kept_example: bool) -> str:
     remotes = (git("remote") or "").split()
     secrets, variables = ci.settings_named("secret"), ci.settings_named("repository variable")
     rename_origin = "git remote rename origin template && " if "origin" in remotes and "template" not in remotes else ""
-    pipeline = "src/example/" if kept_example else f"src/{package(new)}/ (the skeleton's stage `train`)"
+    pipeline = f"{EXAMPLE[0]}/" if kept_example else f"src/{package(new)}/ (the skeleton's stage `train`)"
     return "\n".join(
         [
             f"Made {commit[:12]}: project {new}; run tags are {tag_prefix(new)}-<branch>-<time>.",

@@ -156,7 +156,7 @@ def test_invoke_repro_runs_the_stage_and_records_its_mlflow_run(tmp_path, isolat
 
 PARAMS = """# One section per stage: stage `train` = src/$package/train.py = `train:` here.
 train:
-  # The MLflow experiment the runs go to: the project's name (invoke.yaml), which `invoke init` keeps it.
+  # The MLflow experiment the runs go to: the project's name (invoke.yaml), as `invoke init` keeps it.
   experiment: $name
   rows: 200           # size of the toy data set
   seed: 0
@@ -181,6 +181,92 @@ $deps
     metrics:
       - metrics/train.json
 """
+
+
+# The project's own README, in place of the template's: its name, its stage, its tags; the machinery's manual stays
+# in docs/, which `manual` lists. The Quickstart is the template's, command for command (tests/test_readme.py).
+README = """# $name: tag-launched, tracked, reproducible ML runs
+
+The pipeline of $name runs on a CI runner when a run tag is pushed, logs to MLflow, keeps its data and
+models with DVC and commits its results back to this repository: any result leads back to the code, data and
+params that made it, and reproduces with one command. The machinery (`tasks.py`, `noxfile.py`, `.github/`,
+`src/runloop/`) came from a project template; its manual is in [docs/](#the-manual).
+
+```
+invoke tag-run ──push a run tag──▶ GitHub Actions, on a self-hosted runner:
+                                   ├─ invoke repro   dvc repro --pull; stages log to MLflow, artifacts on S3
+                                   └─ invoke share   dvc push --run-cache, then commit dvc.lock as
+                                                     "<subject>-results" and push it to the tag's branch
+```
+
+## Quickstart
+
+```sh
+$run
+$check
+```
+
+The first sets up a virtualenv from `Pipfile.lock` and runs the pipeline with embedded defaults: no server and
+no remote needed; MLflow writes to `./mlflow.db`, DVC caches in `.dvc/cache`. The second sets up the same
+environment with the development tools and runs the linters and the whole test suite (`.ci/run` runs exactly
+this); `nox -R -s fast` is the one-minute loop ([docs/testing.md](docs/testing.md)). With a `.env` (copy
+`.env.example`) the same commands use the team's MLflow server and MinIO instead.
+
+## The pipeline
+
+| stage | module | params | outputs |
+|---|---|---|---|
+| train | `src/$package/train.py` | `train` | `models/model.json`, `metrics/train.json`, `runs/train.json` |
+
+Stage `train` = `src/$package/train.py` = `params.yaml`'s `train:`; its tests are in
+`tests/$package/`. It is a skeleton: put your data and model in it, add a row here for each stage you add.
+
+## Write a stage
+
+A pure core function your fast tests call; a `main()` that reads its section with `load_params("<stage>")`,
+raises `BadInput("what is wrong — what to do")` for an input it cannot use, and logs inside
+`with tracking.stage_run("<stage>", params["experiment"]) as run:`; `run_stage(main)` at the bottom; its `dvc.yaml`
+entry with `deps`, `params`, `outs` (`runs/<stage>.json` among them), `metrics` and `plots`. The guide, from
+params to a registered model for `invoke promote`: [docs/write-a-stage.md](docs/write-a-stage.md).
+
+## Launch a run
+
+Once, in the repository's Settings → Secrets and variables → Actions:
+$settings. Then commit, push, and:
+
+```sh
+invoke tag-run --name first --message "why"   # tags HEAD $prefix-<branch>-<time>-first, pushes it alone
+invoke watch                                  # follows the run until its results are in
+invoke runs                                   # the runs, newest first: state, headline metrics, MLflow link
+```
+
+The workflow runs for tags `$prefix*`; the tasks read the name, $name, in `invoke.yaml`.
+What a run records and where: [docs/launching.md](docs/launching.md).
+
+## The manual
+
+$manual
+
+## Taking the template's fixes
+
+The template stays a git remote of this project (`template`), and its fixes arrive as a merge:
+
+```sh
+git fetch template
+git merge template/main
+pytest tests/test_project.py                    # the name is still everywhere
+```
+
+What conflicts and how to keep yours: [docs/template-fixes.md](docs/template-fixes.md).
+"""
+
+
+def readme(name: str, package: str, quickstart: str, settings: str, manual: list[tuple[str, str]]) -> str:
+    """The project's README: `quickstart` is the template's Quickstart block, `manual` the docs/ pages (path, title)."""
+    run, _, check = quickstart.strip().partition("\n")
+    pages = "\n".join(f"- [{title}]({path})" for path, title in manual)
+    fill = {"name": name, "package": package, "prefix": f"run-{name}", "run": run, "check": check.strip()}
+    return Template(README).substitute(fill, settings=settings, manual=pages)
 
 
 def runloop_deps(root: Path = ROOT) -> list[str]:
