@@ -70,6 +70,12 @@ def attempt(env: Mapping[str, str] | None = None) -> int | None:
     return int(value) if value.isdigit() else None
 
 
+def job_token(env: Mapping[str, str] | None = None) -> str | None:
+    """The job's own token (GITHUB_TOKEN, which the workflow gives the share step alone): pushes made with it start
+    no workflow, so it comments on pull requests and never pushes results."""
+    return _value("GITHUB_TOKEN", env)
+
+
 def actor(env: Mapping[str, str] | None = None) -> str | None:
     return _value("GITHUB_ACTOR", env)
 
