@@ -366,7 +366,7 @@ def compare(
     if plots:
         if error := comparison.plots(env, comparison.rev(old), new and comparison.rev(new), plots):
             raise Exit(f"DVC could not render the plots ({error}) — check the plots dvc.yaml declares.")
-        print(f"Plots of both: {Path(plots).resolve() / 'index.html'}")
+        print(f"Plots of both runs: {Path(plots).resolve() / 'index.html'}")
 
 
 # -- Starting your project from the template -----------------------------------------------------------------------
