@@ -37,6 +37,17 @@ def test_withhold_leaves_no_token_for_children_and_says_it_was_set(monkeypatch, 
     assert os.environ["ACCESS_TOKEN_SET"] == "true"  # noqa: S105 - a flag, not a secret
 
 
+def test_withhold_keeps_a_github_apps_private_key_from_children_too(monkeypatch, tmp_path):
+    monkeypatch.setattr(environment, "ROOT", tmp_path)
+    (tmp_path / ".env").write_text("PUSH_APP_CLIENT_ID=Iv23liApp\nPUSH_APP_PRIVATE_KEY='-----BEGIN KEY----- k3y'\n")
+
+    assert push_credential.withhold() is None  # no token: the App makes one on the runner
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(dict(os.environ))"], capture_output=True, text=True)
+    assert "k3y" not in child.stdout and "PUSH_APP_SET': 'true'" in child.stdout
+    assert push_credential.uses_app(os.environ) and push_credential.is_set(os.environ)
+
+
 def test_git_auth_keeps_the_token_off_the_command_line():
     auth = push_credential.git_auth("tok-123")
 
@@ -54,4 +65,6 @@ def test_the_settings_check_takes_the_workflows_flag_for_the_token():
     with pytest.raises(Refused) as refused:
         runner.require_ci_settings({**ALL_BUT_THE_TOKEN, "ACCESS_TOKEN_SET": "false"})  # the secret is missing
 
-    assert str(refused.value).startswith("Missing on this runner: ACCESS_TOKEN (from secret ACCESS_TOKEN) — ")
+    assert str(refused.value).startswith(
+        "Missing on this runner: ACCESS_TOKEN (from secret ACCESS_TOKEN, or a GitHub App"
+    )

@@ -316,7 +316,7 @@ def test_workflow_names_a_missing_push_token_without_showing_it_to_repro(dev, or
 
     assert (result.returncode, result.job_result) == (1, "failure")
     assert result.steps["Reproduce the pipeline"] == "failure", result.steps
-    assert "Missing on this runner: ACCESS_TOKEN (from secret ACCESS_TOKEN) — set them" in result.log
+    assert "Missing on this runner: ACCESS_TOKEN (from secret ACCESS_TOKEN, or a GitHub App: " in result.log
     assert "dvc repro" not in result.log
     assert remote.keys(s3) == set()
     failed = refs(origin)[f"refs/heads/failed/{tag}"]  # recorded without the token: this origin takes any push
