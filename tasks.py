@@ -127,7 +127,7 @@ def repro(c: Context, pull: bool = True, force: bool = False, dry_run: bool = Fa
         # One DVC process runs the pipeline and reads the metrics (and, if dvc.lock changed, DVC's status).
         report_file = Path(tmp) / "outcome.json"
         try:
-            pipeline.reproduce([*pipeline.REPRO, *flags, "--report", str(report_file)], env)  # a signal stops it
+            pipeline.reproduce(flags, env, report_file)  # a signal stops it
         finally:
             outcome = pipeline.read_outcome(report_file)
             step_log.note_stages(env, outcome.failed)  # on CI, for the failure record
@@ -146,6 +146,8 @@ def repro(c: Context, pull: bool = True, force: bool = False, dry_run: bool = Fa
         "set_": "KEY=VALUES: a run with params.yaml's KEY set to each value (a value, a comma list, range(start, stop, "
         "step)); repeat for the Cartesian product. Each leg is a commit of its own, tagged and pushed alone.",
         "max_legs": f"Refuse a sweep of more legs than this (default {sweep.MAX_LEGS}).",
+        "allow_non_finite": "Let --set give a float param .nan, .inf or -.inf (refused otherwise: a stage rarely means "
+        "one).",
         "wait": "Then follow the run(s) until they end, as `invoke watch` does.",
         "timeout": "With --wait: give up after this many seconds (exit 2).",
         "dry_run": "Print what would be done and change nothing.",
@@ -158,6 +160,7 @@ def tag_run(
     remote: str = "origin",
     set_: list[str] | None = None,
     max_legs: int = sweep.MAX_LEGS,
+    allow_non_finite: bool = False,
     wait: bool = False,
     timeout: float = follow.TIMEOUT,
     dry_run: bool = False,
@@ -169,7 +172,18 @@ def tag_run(
     branch, commit, remote_url = run_tag.check_head_is_pushed(runs.git, remote)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     if set_:
-        tags = sweep.tag_legs(runs, set_, name, message, branch, commit, stamp, max_legs, dry_run=dry_run)
+        tags = sweep.tag_legs(
+            runs,
+            set_,
+            name,
+            message,
+            branch,
+            commit,
+            stamp,
+            max_legs,
+            dry_run=dry_run,
+            allow_non_finite=allow_non_finite,
+        )
     else:
         tags = [run_tag.name(TAG_PREFIX, branch, stamp, name)]
         run_tag.check_new(runs.git, tags[0], remote)

@@ -1,16 +1,21 @@
 """The fault matrix, repro's side: each row against the real services, with one line, no traceback, no secret.
 
 Rows 6 (S3), 7 (MLflow), 8 (missing settings), 14 (malformed files and params), 16 (Python drift), and repro's
-part of 4 (outputs that cannot be shared; stages DVC skipped) and 9 (SIGINT/SIGTERM during a stage).
+part of 4 (outputs that cannot be shared; stages DVC skipped) and 9 (SIGINT/SIGTERM during a stage); then 17 (a
+stage's own bug), 18 (the cache's disk full), 19 (an alias bomb), 20 (a .env no command can take) and 22 (the dev
+packages after the Quickstart's first line).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import resource
 import signal
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +37,7 @@ from faults_fixtures import (
 )
 from gitrepos import git
 
-from src.runloop import environment, stage
+from src.runloop import checks, environment, packages, stage
 from src.runloop import mlflow_server as tracking_server
 
 # Values no tool knows: if one shows up in an output, the code under test printed it.
@@ -353,7 +358,7 @@ def test_load_params_checks_types(tmp_path, text, message):
     if message is None:
         assert stage.load_params("s", path, types=types)["n"] == 3
     else:
-        with pytest.raises(ValueError) as refused:
+        with pytest.raises(stage.ParamsError) as refused:
             stage.load_params("s", path, types=types)
         assert str(refused.value) == message
 
@@ -590,3 +595,295 @@ def test_a_stage_sent_sigterm_directly_marks_its_run_killed(tiny, tmp_path, mlfl
     clean(err)
     run_id = json.loads(marker.read_text())["run_id"]
     assert mlflow_server.client().get_run(run_id).info.status == "KILLED"
+
+
+# --- row 17: a stage's own bug keeps its traceback; a params.yaml key it lacks is one line ---------------------
+
+BUGGY = """import numpy as np
+import pandas as pd
+
+from src.runloop.stage import load_params, run_stage
+
+
+def main() -> None:
+    params = load_params("sleeper")
+    {line}
+
+
+if __name__ == "__main__":
+    run_stage(main)
+"""
+BUG_LINE = 9
+
+
+@pytest.mark.parametrize(
+    ("line", "raised"),
+    [
+        ('pd.DataFrame({"x": [1.0, 2.0]})["label"]', "KeyError: 'label'"),
+        (
+            "np.ones(449) * np.ones(450)",
+            "ValueError: operands could not be broadcast together with shapes (449,) (450,)",
+        ),
+    ],
+)
+def test_a_bug_in_a_stage_keeps_its_traceback_with_the_stages_file_and_line(tiny, line, raised):
+    (tiny / "src" / "sleeper.py").write_text(BUGGY.format(line=line))
+
+    code, out = run_invoke(tiny, "repro", env={"AWS_SECRET_ACCESS_KEY": AWS_SECRET})
+
+    assert code == 1
+    assert "Traceback (most recent call last):" in out
+    assert f'File "{tiny}/src/sleeper.py", line {BUG_LINE}, in main\n    {line}\n' in out
+    assert [text for text in lines(out) if text.startswith(raised)], out
+    assert "misses" not in out and AWS_SECRET not in out  # no params.yaml to blame, no secret
+    assert lines(out)[-1] == "The pipeline failed (DVC's message is above) — fix the failing stage and run again."
+
+
+def test_a_key_params_yaml_lacks_is_one_line_naming_the_line_that_reads_it(tiny):
+    (tiny / "src" / "sleeper.py").write_text(BUGGY.format(line='print(params["epochs"])'))
+
+    code, out = run_invoke(tiny, "repro")
+
+    assert code == 1
+    assert (
+        f"ERROR __main__: params.yaml misses sleeper.epochs, which src/sleeper.py line {BUG_LINE} reads — add it to "
+        "params.yaml"
+    ) in lines(out)
+    clean(out)
+
+
+# --- row 18: the disk holding DVC's cache fills during the pipeline --------------------------------------------
+
+BIG = """from pathlib import Path
+import resource
+
+from src.runloop.stage import run_stage
+
+
+def main() -> None:
+    # The stage's own writes are not what is tested: only DVC's copy into its cache meets the limits.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    Path("out").mkdir(exist_ok=True)
+    Path("out/big.bin").write_bytes(bytes(range(256)) * 8 * 1024)  # 2 MiB
+
+
+if __name__ == "__main__":
+    run_stage(main)
+"""
+BIG_DVC_YAML = """stages:
+  big:
+    cmd: python -m src.big
+    deps:
+      - src/big.py
+    outs:
+      - out/big.bin
+"""
+
+
+def small_disk(cache: Path, size: str) -> list[str] | None:
+    """A command prefix that runs a command with a tmpfs of `size` mounted on `cache`, in a mount namespace of its
+    own (as root, or as anyone where user namespaces are allowed); None where neither is possible."""
+    cache.mkdir(parents=True, exist_ok=True)
+    mount = ["sh", "-c", f'mount -t tmpfs -o size={size} tmpfs "$0" && exec "$@"', str(cache)]
+    for unshare in (["unshare", "--mount"], ["unshare", "--user", "--map-root-user", "--mount"]):
+        try:
+            tried = subprocess.run([*unshare, *mount, "true"], capture_output=True, timeout=30)
+        except OSError:
+            return None
+        if tried.returncode == 0:
+            return [*unshare, *mount]
+    return None
+
+
+@pytest.mark.parametrize("limit", ["disk", "file size"])
+def test_a_full_disk_under_the_dvc_cache_says_so_where_and_how_much_it_holds(project, limit):
+    write_tiny(project, BIG_DVC_YAML, "{}\n")
+    (project / "src" / "big.py").write_text(BIG)
+    git("add", "-A", cwd=project)
+    git("commit", "--quiet", "-m", "A stage with a big output", cwd=project)
+    cache = project / ".dvc" / "cache"
+    env = {**os.environ, "AWS_SECRET_ACCESS_KEY": AWS_SECRET}
+    if limit == "disk":  # a real ENOSPC: the cache on a 1 MiB file system
+        prefix = small_disk(cache, "1m")
+        if prefix is None:
+            pytest.skip("no tmpfs can be mounted here (neither root nor user namespaces): the file-size case runs")
+        done = subprocess.run([*prefix, str(INVOKE), "repro"], **_captured(project, env))
+    else:  # a real EFBIG: the process may write no file beyond 1 MB (ulimit -f), which DVC's copy meets
+        done = subprocess.run(
+            [str(INVOKE), "repro"],
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, resource.RLIM_INFINITY)),
+            **_captured(project, env),
+        )
+    out = done.stdout
+
+    assert done.returncode == 1, out
+    if limit == "disk":
+        assert "No space left on device" in out  # DVC's own line stays
+        assert re.fullmatch(
+            rf"The disk is full: DVC could not write to its cache {re.escape(str(cache))} \(No space left on device\); "
+            rf"the file system at {re.escape(str(cache))} has [\d.]+ \w+ free of 1\.0 MiB, and the cache holds "
+            r"[\d.]+ \w+ — free space there, or move the cache to a larger disk \(`dvc cache dir PATH`\), then run "
+            r"`invoke repro` again\.",
+            lines(out)[-1],
+        ), out
+    else:
+        assert "File too large" in out
+        assert re.fullmatch(
+            rf"A file-size limit stopped DVC writing to its cache {re.escape(str(cache))} \(File too large: this "
+            r"process may write at most 976\.6 KiB per file, `ulimit -f`\); the cache holds [\d.]+ \w+ — raise the "
+            r"limit \(`ulimit -f unlimited`\), then run `invoke repro` again\.",
+            lines(out)[-1],
+        ), out
+    assert "not up to date" not in out and "changed files that are not its outputs" not in out
+    clean(out)
+    assert not (project / "dvc.lock").exists()  # nothing recorded as done
+
+
+def _captured(cwd: Path, env: dict[str, str]) -> dict:
+    return {
+        "cwd": cwd,
+        "env": env,
+        "stdin": subprocess.DEVNULL,
+        "stdout": subprocess.PIPE,
+        "stderr": subprocess.STDOUT,
+        "text": True,
+        "timeout": 300,
+    }
+
+
+# --- row 19: an alias bomb in params.yaml --------------------------------------------------------------------
+
+ALIAS_BOMB = "".join(
+    [TINY_PARAMS, "bomb:\n", '  a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n']
+    + [f"  {b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi", strict=True)]
+)
+
+
+def test_repro_refuses_an_alias_bomb_before_dvc_reads_it(tiny):
+    (tiny / "params.yaml").write_text(ALIAS_BOMB)
+
+    code, out = run_invoke(tiny, "repro")
+
+    assert code == 1
+    assert lines(out) == [
+        "files: params.yaml line 11: its aliases (*e here) expand to more than 100000 values, which DVC would build "
+        "in memory — write the values out, or nest fewer aliases"
+    ]
+    nothing_ran(tiny, out)
+    # Shared values as params files use them (an anchor, a merge key) are no bomb.
+    (tiny / "params.yaml").write_text(TINY_PARAMS + "base: &base {depth: 6}\nother:\n  <<: *base\n  rate: 0.1\n")
+    assert environment.read_yaml(tiny / "params.yaml")["other"] == {"depth": 6, "rate": 0.1}
+
+
+# --- row 20: a .env no command can take ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("second_line", "problem"),
+    [
+        (
+            f"AWS_SECRET_ACCESS_KEY={AWS_SECRET}\0tail\n".encode(),
+            "line 2 holds a NUL byte, which no variable can hold — delete the NUL byte",
+        ),
+        (
+            b"BIG=" + AWS_SECRET.encode() * 40_000 + b"\n",
+            "line 2 (BIG) sets a variable longer than the 128 KiB Linux passes to a command — shorten it, or put the "
+            "value in a file and set the file's path",
+        ),
+        (
+            f"AWS_SECRET_ACCESS_KEY={AWS_SECRET}\xe9\n".encode("latin-1"),
+            "line 2 is not UTF-8 text — save the file as UTF-8",
+        ),
+    ],
+    ids=["nul-byte", "1-mb-value", "not-utf-8"],
+)
+def test_a_dotenv_no_command_can_take_is_one_line_naming_the_file_and_line(tiny, second_line, problem):
+    (tiny / ".env").write_bytes(b"MLFLOW_URL=\n" + second_line + b"DVC_REMOTE_URL=\n")
+    said = f"{tiny}/.env {problem}"
+
+    code, out = run_invoke(tiny, "repro")
+
+    assert (code, lines(out)) == (1, [said])
+    clean(out)
+    nothing_ran(tiny, out)
+    # A stage run by `dvc repro` directly reads .env too, and stops the same way.
+    done = subprocess.run([sys.executable, "-m", "src.sleeper"], cwd=tiny, capture_output=True, text=True)
+    assert (done.returncode, lines(done.stderr)) == (1, [f"ERROR __main__: {said}"])
+    clean(done.stderr)
+    # invoke doctor shows it as its row and goes on.
+    code, out = run_invoke(tiny, "doctor", "--dry-run")
+    assert code == 1 and f"files         failed   {said.partition(' — ')[0]}" in out
+    clean(out)
+
+
+# --- row 22: after the Quickstart's first line (no dev packages) -------------------------------------------
+
+
+def locked(section: str) -> set[str]:
+    lock = json.loads((Path(__file__).resolve().parents[1] / "Pipfile.lock").read_text())
+    return {packages.normalize(name) for name in lock[section]}
+
+
+def site_without(tmp_path: Path, names: set[str]) -> Path:
+    """This venv's site-packages, as links, without the named distributions' metadata: what an install of the rest
+    looks like to a check that reads the installed distributions."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (real,) = {Path(p) for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()}
+    for entry in real.iterdir():
+        dist = entry.name.removesuffix(".dist-info").partition("-")[0] if entry.name.endswith(".dist-info") else ""
+        if not (dist and packages.normalize(dist) in names):
+            (site / entry.name).symlink_to(entry)
+    return site
+
+
+def python_with(tmp_path: Path, site: Path) -> Path:
+    """A venv whose only packages are those `site` holds."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    purelib = Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
+    (purelib / "site.pth").write_text(f"import site; site.addsitedir({str(site)!r})\n")  # its .pth files too
+    return venv / "bin" / "python"
+
+
+@pytest.mark.slow
+def test_repro_after_the_quickstarts_first_line_says_nothing_of_dev_packages(tiny, tmp_path):
+    python = python_with(tmp_path, site_without(tmp_path, locked("develop") - locked("default")))
+    env = {**os.environ, "PATH": os.pathsep.join([str(python.parent), os.environ["PATH"]])}
+
+    done = subprocess.run([str(python), "-m", "invoke", "repro"], **_captured(tiny, env))
+
+    assert done.returncode == 0, done.stdout
+    assert "Running stage 'sleeper'" in done.stdout
+    assert [line for line in lines(done.stdout) if line.startswith("warning:")] == []
+
+
+@pytest.mark.parametrize(
+    ("dev", "activated", "fix"),
+    [
+        (False, True, "pipenv sync --system"),
+        (True, True, "pipenv sync --system --dev"),
+        (True, False, ". {bin}/activate && pipenv sync --system --dev"),
+    ],
+)
+def test_a_missing_package_is_fixed_by_the_command_this_environment_was_installed_with(
+    tmp_path, monkeypatch, dev, activated, fix
+):
+    # The Quickstart's first line installs the default packages, its second the dev ones too; the command that
+    # brings one back is that one, in this environment (activated first when `python3` on PATH is another).
+    name = sorted(locked("default"))[0]
+    site = site_without(tmp_path, {name} | (set() if dev else locked("develop") - locked("default")))
+    other = tmp_path / "other-bin"
+    other.mkdir()
+    (other / "python3").write_text("#!/bin/sh\n")
+    (other / "python3").chmod(0o755)
+    here = Path(sys.executable).parent
+    monkeypatch.setenv("PATH", os.pathsep.join([str(here if activated else other), "/usr/bin", "/bin"]))
+
+    found, _extras = checks.installed_packages(on_runner=False, path=[str(site)])
+
+    assert found.status == checks.WARNING
+    assert found.detail.startswith(f"differ from Pipfile.lock: {name}==")
+    assert found.fix == (
+        f"run `{fix.format(bin=here)}` (it never removes packages: on a long-lived runner, uninstall the rest)"
+    )

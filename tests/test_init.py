@@ -193,6 +193,31 @@ def test_init_refuses_a_dirty_tree_and_names_the_files(clone):
     assert names.name(clone) == names.name(ROOT)
 
 
+@pytest.mark.parametrize(
+    ("tracked", "fix"), [(False, "delete it: rm dvc.lock"), (True, "restore it: git checkout HEAD -- dvc.lock")]
+)
+def test_init_after_a_local_repro_says_how_to_drop_its_dvc_lock(clone, tracked, fix):
+    # The Quickstart's `invoke repro` leaves dvc.lock untracked: `git stash` leaves it, and committing it is wrong.
+    if tracked:
+        (clone / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+        git("add", "dvc.lock", cwd=clone)
+        git("commit", "--quiet", "-m", "A results commit's dvc.lock", cwd=clone)
+    (clone / "dvc.lock").write_text("schema: '2.0'\nstages:\n  train:\n    cmd: python -m src.example.train\n")
+    head, before = git("rev-parse", "HEAD", cwd=clone), tree(clone)
+
+    out = init(clone, NAME, code=1)
+
+    assert out.strip().splitlines() == [
+        "dvc.lock was left by a local `invoke repro` (the results of the pipeline init replaces or renames; the "
+        f"runner makes its own) — {fix}, then run `invoke init` again."
+    ]
+    assert (git("rev-parse", "HEAD", cwd=clone), tree(clone)) == (head, before)
+    # With other changes, the list names it, and how to drop it.
+    (clone / "notes.txt").write_text("scratch\n")
+    out = init(clone, NAME, code=1)
+    assert f"(dvc.lock, notes.txt) — commit or stash them first (dvc.lock, a local `invoke repro`'s: {fix})" in out
+
+
 @needs_example
 def test_init_refuses_to_replace_a_pipeline_that_is_not_the_example(clone):
     dvc_yaml = clone / "dvc.yaml"

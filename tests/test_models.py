@@ -7,6 +7,7 @@ import json
 import pytest
 
 from src.runloop import tracking
+from src.runloop.stage import BadInput
 
 
 def test_locked_requirements_come_from_pipfile_lock(tmp_path):
@@ -15,7 +16,7 @@ def test_locked_requirements_come_from_pipfile_lock(tmp_path):
 
     assert tracking.locked_requirements("numpy", "scikit-learn", lock=lock) == ["numpy==2.0", "scikit-learn==1.9.1"]
     with pytest.raises(
-        ValueError, match=r"Pipfile.lock pins no torch, jax — add it to the Pipfile and run `pipenv lock`"
+        BadInput, match=r"Pipfile.lock pins no torch, jax — add it to the Pipfile and run `pipenv lock`"
     ):
         tracking.locked_requirements("numpy", "torch", "jax", lock=lock)
 

@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from src.runloop import ci
+from src.runloop import ci, project
+from src.runloop.git import Git
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -33,6 +34,16 @@ def test_quickstart_has_two_commands_and_ci_runs_the_second() -> None:
     assert "nox" in test_command and "lint tests" in test_command
     ci_lines = [line for line in (ROOT / ".ci/run").read_text().splitlines() if line and not line.startswith("#")]
     assert test_command in ci_lines, ".ci/run must run the README's test command verbatim"
+
+
+def test_init_says_to_run_the_check_the_readme_runs() -> None:
+    # One command in the Quickstart, in "Starting your project" and in what `invoke init` prints after its commit.
+    _main_job, test_command = _quickstart()
+    assert test_command.endswith(f"&& {project.CHECK}")
+    assert f"\n{project.CHECK} " in _section("Starting your project")
+    said = project.next_steps(Git(ROOT), "churn-model", "0" * 40, kept_example=False)
+    assert f"  1. Check it: {project.CHECK}\n" in said
+    assert [line for line in said.splitlines() if "nox" in line] == [f"  1. Check it: {project.CHECK}"]
 
 
 def test_quickstart_and_nox_install_the_locked_pipenv() -> None:
@@ -93,7 +104,9 @@ def test_env_example_holds_no_values() -> None:
 def test_every_row_of_the_fault_matrix_names_tests_that_exist() -> None:
     table = _section("Faults and attacks")
     rows = re.findall(r"^\| (\d+) \| (.+?) \| (.+?) \| (.+) \|$", table, flags=re.MULTILINE)
-    assert [int(number) for number, *_ in rows] == list(range(1, 17)), "the matrix has rows 1 to 16, in order"
+    numbers = [int(number) for number, *_ in rows]
+    assert numbers == list(range(1, len(rows) + 1)), "the matrix's rows are numbered 1 to N, in order"
+    assert len(rows) >= 26, "a row of the matrix went missing"
     for number, fault, happens, proof in rows:
         assert "—" not in (happens.strip(), proof.strip()), f"row {number} ({fault}) says what happens and names a test"
         named = re.findall(r"`(tests/[\w/]+\.py)(?:::(\w+))?`", proof)

@@ -40,7 +40,7 @@ from gitrepos import (
 )
 
 import tasks
-from src.runloop import run_tag, services
+from src.runloop import rehearsal, run_tag, services
 
 MODULE = "src.runloop.rehearsal"
 TIMEOUT = 600
@@ -153,6 +153,50 @@ def test_refuses_a_commit_with_a_dotenv_committed(project, tmp_path):
          "the runner: remove it from git (git rm --cached .env; it is gitignored) and rehearse again."],
     )  # fmt: skip
     assert list(tmp_path.glob("rehearsal-*")) == []
+
+
+@pytest.mark.parametrize("tracked", [False, True])
+def test_a_dvc_lock_left_by_a_local_repro_is_left_out_and_said(project, tmp_path, capsys, tracked):
+    # `invoke repro` here, then `nox -s workflow`: this machine's dvc.lock is no change to rehearse (tag-run refuses
+    # it; the runner makes its own), so the runner gets the commit's own and the rehearsal says so.
+    committed = "schema: '2.0'\nstages: {}\n"
+    if tracked:
+        (project / "dvc.lock").write_text(committed)
+        git("add", "dvc.lock", cwd=project)
+        git("commit", "--quiet", "-m", "A results commit's dvc.lock", cwd=project)
+    (project / "dvc.lock").write_text("schema: '2.0'\nstages:\n  train:\n    cmd: this machine's results\n")
+    head, before, status = commit_of(project, "HEAD"), refs(project), git("status", "--porcelain", cwd=project)
+    env = services.isolated(os.environ, tmp_path / "env")
+    goal = rehearsal.target(project, None, os.environ)
+    (tmp_path / "alone").mkdir()
+    (tmp_path / "with-notes").mkdir()
+
+    alone = rehearsal.prepare(tmp_path / "alone", project, goal, tasks.TAG_PREFIX, os.environ, env)
+    (project / "NOTES.md").write_text("An idea\n")
+    goal = rehearsal.target(project, None, os.environ)
+    with_notes = rehearsal.prepare(tmp_path / "with-notes", project, goal, tasks.TAG_PREFIX, os.environ, env)
+    rehearsal.announce(with_notes, goal, env)
+
+    fix = "restore it: git checkout HEAD -- dvc.lock" if tracked else "delete it: rm dvc.lock"
+    said = capsys.readouterr().out.splitlines()
+    assert said[-1] == (
+        "dvc.lock is left out (the commit's own is rehearsed): a local `invoke repro` changed it, and the runner "
+        f"makes its own from the commit. Before `invoke tag-run`, {fix}."
+    )
+    assert "  A\tNOTES.md" in said and not [line for line in said if line.endswith("\tdvc.lock")]
+    assert alone.commit == head  # nothing else changed: the commit itself is rehearsed
+    assert parents(with_notes.origin, with_notes.commit) == [head]
+    files = git("ls-tree", "-r", "--name-only", with_notes.commit, cwd=with_notes.origin).splitlines()
+    assert "NOTES.md" in files
+    if tracked:
+        assert show(with_notes.origin, with_notes.commit, "dvc.lock") + "\n" == committed
+    else:
+        assert "dvc.lock" not in files
+    # The checkout is as it was: its refs, and its dvc.lock, which stays this machine's.
+    assert refs(project) == before and "this machine's results" in (project / "dvc.lock").read_text()
+    assert sorted(git("status", "--porcelain", cwd=project).splitlines()) == sorted(
+        [*status.splitlines(), "?? NOTES.md"]
+    )
 
 
 def test_nox_lists_the_session_and_the_session_runs_the_module():

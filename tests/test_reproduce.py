@@ -172,6 +172,9 @@ def test_a_run_reading_a_dvc_added_input_reproduces_and_its_venv_is_reused(dev, 
     assert "$ dvc repro --force --no-run-cache" in first.stdout
     assert len(re.findall(r"Running stage '", first.stdout)) == len(stages(user))  # every stage, the new one too
     assert "Traceback" not in first.stdout
+    # None of DVC's reminders, which contradict the flow: nothing of a reproduction is committed or pushed.
+    assert "To track the changes with git" not in first.stdout and "git add dvc.lock" not in first.stdout
+    assert "Use `dvc push` to send your updates" not in first.stdout
     (venv,) = [p for p in (venv_cache / "runloop" / "venvs").iterdir() if p.is_dir()]
     marker = venv / reproduction.MARKER
     installed = marker.stat().st_mtime_ns

@@ -156,6 +156,19 @@ TRAIN_KEYS = ", ".join(yaml.safe_load((PIPELINE / "params.yaml").read_text())["t
         (["train.epochs=1,,2"], "has an empty value"),
         (["train.epochs=5,5"], "--set train.epochs lists 5 twice"),
         (["train.epochs=1", "train.epochs=2"], "--set train.epochs is given twice"),
+        (  # longer than Python reads as a number: one line, not int()'s traceback
+            ["train.epochs=" + "9" * 5000],
+            "--set train.epochs: a number of 5000 digits is longer than the 4300 digits Python reads — give a shorter",
+        ),
+        (["train.epochs=range(1, 1" + "0" * 5000 + ")"], "--set train.epochs: a number of 5001 digits is longer"),
+        (["train.learning_rate=1" + "0" * 400], "--set train.learning_rate: 401 digits are beyond what a float holds"),
+        (
+            ["evaluate.threshold=0.5,.nan"],
+            "--set evaluate.threshold=.nan: .nan is not a finite number (nan) — give a finite value, or pass "
+            "--allow-non-finite if evaluate.threshold is meant to be nan.",
+        ),
+        (["evaluate.threshold=-.inf"], "--set evaluate.threshold=-.inf: -.inf is not a finite number (-inf)"),
+        (["train.learning_rate=1e999"], "--set train.learning_rate=1e999: 1e999 is not a finite number (inf)"),
     ],
 )
 def test_sweep_refuses_before_making_anything(dev, origin, sets, message):
@@ -169,6 +182,23 @@ def test_sweep_refuses_before_making_anything(dev, origin, sets, message):
     assert message in result.stdout and "Traceback" not in result.stdout
     assert len(result.stdout.strip().splitlines()) == 1  # one line: what is wrong, what to do
     assert (refs(origin), local_tags(dev), git("count-objects", "-v", cwd=dev)) == (before, tags, objects)
+
+
+def test_a_float_param_takes_nan_and_inf_with_allow_non_finite(dev, origin):
+    before = refs(origin)
+
+    result = invoke(dev, "tag-run", "--set", "evaluate.threshold=.nan,.inf", "--allow-non-finite", "--dry-run")
+
+    assert result.returncode == 0, result.stdout
+    assert re.search(r"-1  evaluate\.threshold=nan$", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"-2  evaluate\.threshold=inf$", result.stdout, re.MULTILINE), result.stdout
+    assert refs(origin) == before
+    # What the leg's stages read: PyYAML's NaN and infinity, written as YAML writes them.
+    specs = [sweeps.parse("evaluate.threshold=.nan,-.inf")]
+    legs = sweeps.plan((PIPELINE / PARAMS).read_text(), specs, allow_non_finite=True)
+    assert [leg.params.split("threshold: ")[1].split()[0] for leg in legs] == [".nan", "-.inf"]
+    nan, minus_inf = (yaml.safe_load(leg.params)["evaluate"]["threshold"] for leg in legs)
+    assert nan != nan and minus_inf == float("-inf")
 
 
 def test_params_keep_every_byte_but_the_swept_values():
@@ -269,6 +299,36 @@ def test_runs_sweep_ranks_the_legs_and_says_how_to_keep_the_best(dev, origin, tm
             assert parents(repo, head) == [commit_of(repo, "origin/main")]
 
 
+def test_runs_sweep_says_legs_that_tie_for_the_best_tie(dev, origin, tmp_path):
+    stem, tags, _ = sweep(dev, "--set", "train.epochs=20,40,80", "--name", "ep")
+    leg_results(origin, tmp_path, tags, [0.9, 0.9, 0.8])
+    user = clone(origin, tmp_path / "user")
+
+    out = invoke(user, "runs", "--sweep", "ep").stdout
+
+    lines = out.splitlines()
+    assert lines[0] == (
+        f"Sweep {stem}: 3 of 3 legs on main, sorted by metrics/evaluate.json:accuracy (higher is better); legs 1/3, "
+        "2/3 tie for the best (metrics/evaluate.json:accuracy 0.9): none is marked."
+    )
+    rows = [line.split() for line in lines[3:6]]
+    assert [row[:4] for row in rows] == [
+        ["1/3", tags[0], "20", "0.9"],
+        ["2/3", tags[1], "40", "0.9"],
+        ["3/3", tags[2], "80", "0.8"],
+    ]
+    assert "*" not in out and "Best:" not in out
+    assert (
+        "Tie: legs 1/3 (train.epochs=20); 2/3 (train.epochs=40) score the same. Rank them by another metric "
+        "(--sort METRIC), or bring the params of the one you choose onto main"
+    ) in out
+    for number, tag in ((1, tags[0]), (2, tags[1])):
+        assert re.search(rf"git cherry-pick {commit_of(user, tag)}   # leg {number}$", out, re.MULTILINE), out
+    # Ranked by a metric on which no leg ties, one is the best again.
+    ranked = invoke(user, "runs", "--sweep", stem, "--sort", "train_accuracy").stdout
+    assert f"Best: leg 3/3 (train.epochs=80), {tags[2]}." in ranked and "Tie:" not in ranked
+
+
 def test_runs_sweep_json_lists_the_legs(dev, origin, tmp_path):
     stem, tags, _ = sweep(dev, "--set", "evaluate.threshold=0.3,0.6")
 
@@ -325,13 +385,19 @@ def test_sweep_legs_run_on_the_runner_and_restore_what_they_share(dev, origin, a
 
     followed = watching.communicate(timeout=120)[0]
     assert watching.returncode == 0, followed
-    best = max(legs, key=lambda leg: (accuracy[leg], -legs.index(leg)))
-    assert re.search(rf"^  \*  \d/3  {re.escape(best)} ", followed, re.MULTILINE), followed
     table = invoke(dev, "runs", "--sweep", stem).stdout
     assert [line.split()[-1] for line in table.splitlines() if f"{stem}-" in line and "results" in line][:3] == [
         "results"
     ] * 3
-    assert re.search(rf"^  \*  \d/3  {re.escape(best)} ", table, re.MULTILINE), table
+    # The best leg is marked; legs that score the same are said to tie (the tests' pipeline ties two legs today).
+    top = [leg for leg in legs if accuracy[leg] == max(accuracy.values())]
+    for shown in (followed, table):
+        if len(top) == 1:
+            assert re.search(rf"^  \*  \d/3  {re.escape(top[0])} ", shown, re.MULTILINE), shown
+        else:
+            tied = ", ".join(f"{legs.index(leg) + 1}/3" for leg in top)
+            assert f"; legs {tied} tie for the best (metrics/evaluate.json:accuracy " in shown, shown
+            assert not re.search(r"^  \*  ", shown, re.MULTILINE), shown
     # compare holds a leg against the sweep's base run.
     compared = invoke(dev, "compare", "-a", legs[0]).stdout
     assert f" = {base}\n" in compared and f" = {legs[0]}\n" in compared, compared

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from src.runloop import ci, environment, lock, machine, tracking
+from src.runloop.stage import BadInput
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -208,7 +209,7 @@ def test_stage_run_refuses_a_deleted_experiment_and_survives_a_creation_race(pro
     monkeypatch.setattr(mlflow, "get_experiment_by_name", lookup)
 
     client.delete_experiment(existing)
-    with pytest.raises(ValueError, match="MLflow experiment 'raced' is deleted at sqlite:///.* — restore it in MLflow"):
+    with pytest.raises(BadInput, match="MLflow experiment 'raced' is deleted at sqlite:///.* — restore it in MLflow"):
         with tracking.stage_run("train", "raced", root=tmp_path):
             pass
 

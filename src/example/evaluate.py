@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from src.example import config
-from src.runloop.stage import load_params, run_stage
+from src.runloop.stage import BadInput, load_params, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +26,9 @@ def evaluate(model: Any, test_data: pd.DataFrame, threshold: float) -> Evaluatio
     from sklearn import metrics as m
 
     if not 0 < threshold < 1:
-        raise ValueError(f"evaluate.threshold is {threshold}: it must lie between 0 and 1 — fix params.yaml")
+        raise BadInput(f"evaluate.threshold is {threshold}: it must lie between 0 and 1 — fix params.yaml")
     if config.TARGET not in test_data.columns:
-        raise ValueError(f"the test data has no '{config.TARGET}' column — re-run the prepare stage")
+        raise BadInput(f"the test data has no '{config.TARGET}' column — re-run the prepare stage")
     x, y = test_data.drop(columns=config.TARGET), test_data[config.TARGET].to_numpy()
     proba = model.predict_proba(x)[:, 1]
     pred = (proba >= threshold).astype(int)

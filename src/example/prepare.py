@@ -8,7 +8,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from src.example import config
-from src.runloop.stage import load_params, run_stage
+from src.runloop.stage import BadInput, load_params, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +25,12 @@ def prepare(raw: pd.DataFrame, test_size: float, val_size: float, seed: int) -> 
     from sklearn.preprocessing import StandardScaler
 
     if config.TARGET not in raw.columns:
-        raise ValueError(f"the raw data has no '{config.TARGET}' column — re-run the query stage")
+        raise BadInput(f"the raw data has no '{config.TARGET}' column — re-run the query stage")
     for name, value in (("test_size", test_size), ("val_size", val_size)):
         if not 0 < value < 1:
-            raise ValueError(f"prepare.{name} is {value}: it must be a share between 0 and 1 — fix params.yaml")
+            raise BadInput(f"prepare.{name} is {value}: it must be a share between 0 and 1 — fix params.yaml")
     if test_size + val_size >= 1:
-        raise ValueError(
+        raise BadInput(
             f"prepare.test_size + prepare.val_size is {test_size + val_size:g}: nothing is left to train on "
             "— make their sum less than 1 in params.yaml"
         )

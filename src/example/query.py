@@ -7,7 +7,7 @@ import logging
 import pandas as pd
 
 from src.example import config
-from src.runloop.stage import load_params, run_stage
+from src.runloop.stage import BadInput, load_params, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +17,7 @@ DATASETS = ("breast_cancer",)
 def query(dataset: str) -> pd.DataFrame:
     """The raw table: one row per sample, feature columns plus `target`."""
     if dataset not in DATASETS:
-        raise ValueError(f"query.dataset is '{dataset}': unknown data set — use one of: {', '.join(DATASETS)}")
+        raise BadInput(f"query.dataset is '{dataset}': unknown data set — use one of: {', '.join(DATASETS)}")
     from sklearn.datasets import load_breast_cancer
 
     frame = load_breast_cancer(as_frame=True).frame

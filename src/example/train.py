@@ -12,7 +12,7 @@ import pandas as pd
 
 from src.example import config
 from src.runloop import tracking
-from src.runloop.stage import load_params, run_stage
+from src.runloop.stage import BadInput, load_params, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def _classifiers() -> dict[str, type]:
 
 def _xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     if config.TARGET not in frame.columns:
-        raise ValueError(f"the prepared data has no '{config.TARGET}' column — re-run the prepare stage")
+        raise BadInput(f"the prepared data has no '{config.TARGET}' column — re-run the prepare stage")
     return frame.drop(columns=config.TARGET), frame[config.TARGET]
 
 
@@ -50,10 +50,10 @@ def train(
 
     known = _classifiers()
     if not candidates:
-        raise ValueError(f"train.candidates is empty — list at least one of: {', '.join(known)}")
+        raise BadInput(f"train.candidates is empty — list at least one of: {', '.join(known)}")
     unknown = sorted(set(candidates) - set(known))
     if unknown:
-        raise ValueError(f"train.candidates names unknown model(s): {', '.join(unknown)} — use: {', '.join(known)}")
+        raise BadInput(f"train.candidates names unknown model(s): {', '.join(unknown)} — use: {', '.join(known)}")
     x_train, y_train = _xy(train_data)
     x_val, y_val = _xy(val_data)
     models, scores = {}, {}
@@ -64,7 +64,7 @@ def train(
         try:
             model = cls(**(kwargs or {})).fit(x_train, y_train)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"train.candidates.{name}: {exc} — fix its arguments in params.yaml") from exc
+            raise BadInput(f"train.candidates.{name}: {exc} — fix its arguments in params.yaml") from exc
         models[name] = model
         scores[name] = round(float(accuracy_score(y_val, model.predict(x_val))), 6)
         log.info("Candidate %s: val_accuracy=%.4f", name, scores[name])

@@ -40,6 +40,7 @@ each import only the layers below them:
     push_credential  the push token: kept from the pipeline, given to git's fetch and push alone
     packages         this Python and its installed packages against Pipfile and Pipfile.lock
     processes        process groups, signals, children that die with their parent
+    disk             the disk under a folder: a write that ran out of room, the room left, what a folder holds
     machine          the machine a run ran on: Python, OS, CPU, BLAS
     refusal          Refused: what is wrong and what to do, in one line
 

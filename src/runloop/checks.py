@@ -18,7 +18,7 @@ from src.runloop.git import Git
 from src.runloop.refusal import Refused
 
 OK, WARNING, FAILED, SKIPPED = "ok", "warning", "failed", "skipped"
-SYNC_FIX = "run `pipenv sync --system` (it never removes packages: on a long-lived runner, uninstall the rest)"
+SYNC_FIX = "run `{command}` (it never removes packages: on a long-lived runner, uninstall the rest)"
 
 
 class Result(NamedTuple):
@@ -80,13 +80,15 @@ def python(on_runner: bool) -> Result:
     return Result("python", OK, f"{_python_version()} as Pipfile requires")
 
 
-def installed_packages(on_runner: bool) -> tuple[Result, list[str]]:
-    """The packages against Pipfile.lock (the runner installs only its default section); and the extras."""
-    drift = packages.drift(("default",) if on_runner else ("default", "develop"))
+def installed_packages(on_runner: bool, path: list[str] | None = None) -> tuple[Result, list[str]]:
+    """The pipeline's packages against Pipfile.lock's default section; and the extras (on the runner, which installs
+    only that section, the development packages too). The fix is the command for how this environment was made."""
+    drift = packages.drift(("default",) if on_runner else ("default", "develop"), path)
     problems = [f"{d}" for d in drift.differ] + [f"{m} missing" for m in drift.missing]
     if problems:
+        fix = SYNC_FIX.format(command=packages.sync_command(on_runner, drift.dev))
         return Result(
-            "packages", FAILED if on_runner else WARNING, "differ from Pipfile.lock: " + "; ".join(problems), SYNC_FIX
+            "packages", FAILED if on_runner else WARNING, "differ from Pipfile.lock: " + "; ".join(problems), fix
         ), drift.extras
     if drift.extras:
         return Result(

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,56 +56,164 @@ class SettingsError(ValueError):
     """A settings file that cannot be read; the message is one line naming the file, the place and the fix."""
 
 
-def dotenv_problem(root: Path | None = None) -> str | None:
-    """Why `<root>/.env` cannot be read whole (the lines python-dotenv cannot parse), or None."""
+# What a `.env` line can be wrong with (what the line has, the fix); a message names the lines, never their text.
+_DOTENV_FAULTS = {
+    "nul": ("holds a NUL byte, which no variable can hold", "delete the NUL byte"),
+    "utf-8": ("is not UTF-8 text", "save the file as UTF-8"),
+    "syntax": (
+        "cannot be parsed",
+        "write each setting as NAME=value (quote a value holding spaces or #, close every quote)",
+    ),
+    "long": (
+        "sets a variable longer than the 128 KiB Linux passes to a command",
+        "shorten it, or put the value in a file and set the file's path",
+    ),
+}
+# Linux refuses to start a command with an environment string (NAME=value) longer than this (MAX_ARG_STRLEN):
+# every stage, DVC and git would fail with "Argument list too long".
+DOTENV_VALUE_LIMIT = 128 * 1024
+
+
+class _Dotenv(NamedTuple):
+    readable: str  # the settings that can be used, as .env text
+    faults: dict[str, list[str]]  # kind → the lines ("3", or "3 (NAME)") that have it
+
+
+def _read_dotenv(path: Path) -> _Dotenv:
+    """The settings of `.env` that can be used, and what is wrong with the other lines."""
+    import io
+
+    from dotenv.main import DotEnv
     from dotenv.parser import parse_stream
 
+    faults: dict[str, list[str]] = {}
+    lines = []
+    for number, raw in enumerate(path.read_bytes().splitlines(keepends=True), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            faults.setdefault("utf-8", []).append(str(number))
+            line = "#\n"  # a comment in its place keeps every line's number
+        if "\0" in line:  # os.environ refuses it ("embedded null byte")
+            faults.setdefault("nul", []).append(str(number))
+            line = "#\n"
+        lines.append(line)
+    bindings = list(parse_stream(io.StringIO("".join(lines))))
+    if unparsed := [str(_first_line(b.original)) for b in bindings if b.error]:
+        faults["syntax"] = unparsed
+    parsed = [b for b in bindings if not b.error]
+    # The values as python-dotenv sets them (`${VAR}` expanded, as load_dotenv does), to measure each.
+    values = DotEnv(None, stream=io.StringIO("".join(b.original.string for b in parsed)), override=False).dict()
+    too_long = {k for k, v in values.items() if v is not None and len(f"{k}={v}".encode()) >= DOTENV_VALUE_LIMIT}
+    if too_long:
+        faults["long"] = [f"{_first_line(b.original)} ({b.key})" for b in parsed if b.key in too_long]
+    readable = "".join(b.original.string for b in parsed if b.key not in too_long)
+    return _Dotenv(readable, {kind: faults[kind] for kind in _DOTENV_FAULTS if kind in faults})
+
+
+def _first_line(original: Any) -> int:
+    """The line a binding's text starts on: python-dotenv counts the blank lines before it as its own."""
+    blank = original.string[: len(original.string) - len(original.string.lstrip())]
+    return original.line + len(re.findall(r"\r\n|\n|\r", blank))
+
+
+def dotenv_problem(root: Path | None = None) -> str | None:
+    """Why `<root>/.env` cannot be read whole (lines with a NUL byte, not UTF-8, that python-dotenv cannot parse,
+    or that set a value too long to pass to a command), or None. Only line numbers: a line may hold a secret."""
     path = (root or ROOT) / ".env"
     if not path.is_file():
         return None
-    with open(path, encoding="utf-8") as f:
-        bad = [str(b.original.line) for b in parse_stream(f) if b.error]
-    if not bad:
+    faults = _read_dotenv(path).faults
+    if not faults:
         return None
-    # Only line numbers: the line itself may hold a secret.
-    return (
-        f"{path} line {', '.join(bad)} cannot be parsed — write each setting as NAME=value "
-        "(quote a value holding spaces or #, close every quote)"
-    )
+    what = "; ".join(f"line {', '.join(lines)} {_DOTENV_FAULTS[kind][0]}" for kind, lines in faults.items())
+    fix = "; ".join(_DOTENV_FAULTS[kind][1] for kind in faults)
+    return f"{path} {what} — {fix}"
 
 
 def load_dotenv(root: Path | None = None, strict: bool = True) -> None:
     """Read `<root>/.env` (the project's by default) into os.environ; variables already set win.
 
-    A line python-dotenv cannot parse stops the run (SettingsError) instead of being skipped with a warning: a
-    setting silently missing would send the run to the wrong server. `strict=False` reads what it can.
+    A line that cannot be used stops the run (SettingsError) instead of being skipped with a warning: a setting
+    silently missing would send the run to the wrong server. `strict=False` reads what it can.
     """
+    import io
+
     from dotenv import load_dotenv as _load
 
     path = (root or ROOT) / ".env"
-    if strict and (problem := dotenv_problem(root)):
-        raise SettingsError(problem)
-    if path.is_file():
-        if not strict:  # the caller reports the unparsable lines itself (invoke doctor)
-            logging.getLogger("dotenv.main").setLevel(logging.ERROR)
-        with open(path, encoding="utf-8") as f:
-            _load(stream=f, override=False)
+    if not path.is_file():
+        return
+    read = _read_dotenv(path)
+    if strict and read.faults:
+        raise SettingsError(dotenv_problem(root) or "")
+    _load(stream=io.StringIO(read.readable), override=False)
 
 
 def read_yaml(path: Path) -> Any:
-    """A YAML file's content; a syntax error is a SettingsError naming the file and the line."""
+    """A YAML file's content; a syntax error, or aliases that expand beyond ALIAS_LIMIT values (an "alias bomb"),
+    is a SettingsError naming the file and the line."""
     import yaml
 
     try:
         # libyaml's loader when PyYAML has it: ten times faster on dvc.lock, which repro reads on every run.
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - a safe loader
+        text = path.read_text(encoding="utf-8")
+        if "*" in text:  # no alias without one: dvc.lock, read on every repro, never pays for the count
+            check_aliases(path.name, text, loader)
+        return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise SettingsError(f"{path.name}{where} is not valid YAML ({exc.problem or exc.context}) — fix it") from None
     except yaml.YAMLError as exc:
         raise SettingsError(f"{path.name} is not valid YAML ({exc}) — fix it") from None
+
+
+# How many values a YAML file's aliases may add when they are expanded. PyYAML shares an anchored node between its
+# aliases, but DVC (and anything that walks or copies the values) expands each: nine nested aliases of nine
+# entries each make 9**9 values from a file of a few hundred bytes, and `dvc repro` grows without end reading it.
+ALIAS_LIMIT = 100_000
+
+
+def check_aliases(name: str, text: str, loader: Any = None) -> None:
+    """Refuse a file whose aliases expand to more than ALIAS_LIMIT values, naming the alias that crosses it.
+
+    Counted from the parser's events, without building anything: a node counts 1, an alias the size of what its
+    anchor holds (aliases within it expanded), so the count is what a reader that expands aliases would build.
+    """
+    import yaml
+
+    loader = loader or getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    sizes: dict[str, int] = {}  # anchor → the values what it anchors expands to
+    open_nodes: list[tuple[str | None, int]] = []  # collections being read: (anchor, how many values so far)
+    added = 0  # what aliases added in all
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, yaml.AliasEvent):
+            size = sizes.get(event.anchor, 1)
+            added += size
+            if added > ALIAS_LIMIT:
+                raise SettingsError(
+                    f"{name} line {event.start_mark.line + 1}: its aliases (*{event.anchor} here) expand to more "
+                    f"than {ALIAS_LIMIT} values, which DVC would build in memory — write the values out, or nest "
+                    "fewer aliases"
+                )
+        elif isinstance(event, yaml.ScalarEvent):
+            size = 1
+            if event.anchor:
+                sizes[event.anchor] = size
+        elif isinstance(event, yaml.CollectionStartEvent):
+            open_nodes.append((event.anchor, 1))
+            continue
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, size = open_nodes.pop()
+            if anchor:
+                sizes[anchor] = size
+        else:
+            continue
+        if open_nodes:
+            anchor, count = open_nodes[-1]
+            open_nodes[-1] = (anchor, count + size)
 
 
 def env_value(name: str, env: Mapping[str, str] | None = None) -> str | None:

@@ -12,6 +12,7 @@ the checks around a no-op `invoke repro` read them here.
     recorded(git, rev)             what a commit records: each output of its dvc.lock and each .dvc file's input
     run_records(root)              the MLflow run records (runs/<stage>.json) the stages write, as they are here
     not_up_to_date(stages, root)   stages dvc.lock does not record, or whose outputs are missing or changed
+    left_by_repro(changes)         how to drop the dvc.lock a local `invoke repro` left, when git status lists one
 """
 
 from __future__ import annotations
@@ -53,6 +54,19 @@ class Output:
     @property
     def is_run_record(self) -> bool:
         return is_run_record(self.path)
+
+
+def left_by_repro(changes: list[tuple[str, str]]) -> str | None:
+    """How to drop the dvc.lock a local `invoke repro` left, when `changes` (git status: (status, path) pairs) list
+    one: untracked, delete it; changed, restore the committed one. None when dvc.lock is unchanged.
+
+    Neither `git stash` (it leaves untracked files) nor a commit (a dvc.lock is committed by `invoke share` alone,
+    with its data on the remote) is the fix.
+    """
+    status = next((code for code, path in changes if path == DVC_LOCK), None)
+    if status is None:
+        return None
+    return f"delete it: rm {DVC_LOCK}" if status == "??" else f"restore it: git checkout HEAD -- {DVC_LOCK}"
 
 
 def unshareable(outputs: list[Output]) -> list[str]:

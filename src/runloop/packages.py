@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import shutil
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -26,6 +28,7 @@ class Drift(NamedTuple):
     differ: list[str]  # "name: installed 1.0, locked 2.0"
     missing: list[str]  # locked for this platform, not installed
     extras: list[str]  # "name==version": installed, not in the lock
+    dev: bool = False  # a package only the lock's develop section names is installed: `pipenv sync --dev` was run
 
 
 def normalize(name: str) -> str:
@@ -75,13 +78,20 @@ def _metadata_version(path: Path) -> str:
     return PathDistribution(path).version or "?"
 
 
-def drift(sections: tuple[str, ...] = ("default",), path: list[str] | None = None) -> Drift:
-    """How the installed packages differ from the lock's `sections` (versions of "default" packages must match)."""
+def drift(known: tuple[str, ...] = ("default",), path: list[str] | None = None) -> Drift:
+    """How the installed packages differ from the lock: a package of its "default" section (what the pipeline runs
+    with) missing or at another version; the extras, in none of the lock's `known` sections.
+
+    The develop section (linters, test tools) is never a drift: the Quickstart's `pipenv sync --system` leaves it
+    out, and nothing the pipeline computes depends on it.
+    """
     lock = json.loads(LOCK.read_text())
     have = installed(path)
-    locked = {normalize(n): spec for section in sections for n, spec in lock.get(section, {}).items()}
+    default = {normalize(n): spec for n, spec in lock.get("default", {}).items()}
+    dev_only = {normalize(n) for n in lock.get("develop", {})} - set(default)
+    locked = {normalize(n) for section in {"default", *known} for n in lock.get(section, {})}
     differ, missing = [], []
-    for name, spec in locked.items():
+    for name, spec in default.items():
         wanted = spec.get("version", "").removeprefix("==")
         if name not in have:
             if wanted and _applies(spec.get("markers")):
@@ -89,7 +99,24 @@ def drift(sections: tuple[str, ...] = ("default",), path: list[str] | None = Non
         elif wanted and not _same_version(have[name], wanted):
             differ.append(f"{name}: installed {have[name]}, locked {wanted}")
     extras = sorted(f"{n}=={v}" for n, v in have.items() if n not in locked and n not in BOOTSTRAP)
-    return Drift(sorted(differ), sorted(missing), extras)
+    return Drift(sorted(differ), sorted(missing), extras, dev=bool(dev_only & have.keys()))
+
+
+def sync_command(on_runner: bool, dev: bool) -> str:
+    """The command that installs Pipfile.lock into this interpreter's environment, the way it was installed.
+
+    The runner's is the workflow's `pipenv sync --system`. Here `--dev` too when the development packages are
+    installed (the Quickstart's second line), and the environment activated first when the first `python3` on PATH
+    is another interpreter (the venv was not activated): `--system` installs into that one.
+    """
+    command = ["pipenv", "sync", "--system", *(["--dev"] if dev and not on_runner else [])]
+    here = Path(sys.executable).parent
+    first = shutil.which("python3")
+    if on_runner or (first is not None and Path(first).parent.resolve() == here.resolve()):
+        return shlex.join(command)
+    if (here / "activate").is_file():
+        return f". {shlex.quote(str(here / 'activate'))} && {shlex.join(command)}"
+    return shlex.join([*command, "--python", sys.executable])
 
 
 def _same_version(a: str, b: str) -> bool:

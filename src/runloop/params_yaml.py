@@ -8,9 +8,11 @@ edited(text, values)            the file with `values` set, comments, order, quo
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
+from src.runloop import environment
 from src.runloop.refusal import Refused
 from src.runloop.sweep_grammar import PARAMS, shown
 
@@ -19,7 +21,10 @@ def load(text: str) -> Any:
     import yaml
 
     try:
+        environment.check_aliases(PARAMS, text)  # the values are compared and copied below: no alias bomb
         return yaml.safe_load(text)
+    except environment.SettingsError as exc:
+        raise Refused(f"{exc}; then commit: a sweep edits {PARAMS} as HEAD has it.") from None
     except yaml.YAMLError as exc:
         raise Refused(f"{PARAMS} at HEAD is not valid YAML ({exc}) — fix it and commit first.") from None
 
@@ -40,8 +45,22 @@ def _lookup(doc: Any, key: str) -> Any:
     return node
 
 
-def typed(doc: Any, key: str, value: Any, text: str) -> Any:
-    """`value` (typed as `text`) as the type `key` has in `doc` now; Refused when it cannot be."""
+def typed(doc: Any, key: str, value: Any, text: str, allow_non_finite: bool = False) -> Any:
+    """`value` (typed as `text`) as the type `key` has in `doc` now; Refused when it cannot be.
+
+    A float that is not finite (.nan, .inf, -.inf, or 1e999) is refused unless `allow_non_finite`: a stage rarely
+    means one, and every comparison with NaN is false.
+    """
+    value = _typed(doc, key, value, text)
+    if isinstance(value, float) and not math.isfinite(value) and not allow_non_finite:
+        raise Refused(
+            f"--set {key}={text}: {text} is not a finite number ({shown(value)}) — give a finite value, or pass "
+            f"--allow-non-finite if {key} is meant to be {shown(value)}."
+        )
+    return value
+
+
+def _typed(doc: Any, key: str, value: Any, text: str) -> Any:
     current = _lookup(doc, key)
     kind = type(current).__name__
     if isinstance(current, dict):
@@ -58,7 +77,12 @@ def typed(doc: Any, key: str, value: Any, text: str) -> Any:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif isinstance(current, float):
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        value = float(value) if ok else value
+        try:
+            value = float(value) if ok else value
+        except OverflowError:  # a whole number beyond a float's range (about 1.8e308)
+            raise Refused(
+                f"--set {key}: {len(str(abs(value)))} digits are beyond what a float holds — give a smaller number."
+            ) from None
     else:
         ok = type(value) is type(current)
     if not ok:

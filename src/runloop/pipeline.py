@@ -7,7 +7,12 @@ to send your updates" — the opposite of this template's flow, where the runner
 context's `quiet` (its own experiment runner sets it), but no config key or variable for it, and none for the
 second; `core.autostage` would silence the first by staging dvc.lock, which would then ride along in the next
 `git commit` with data the remote may not have. So `main` runs DVC's reproduce through its Python API with that
-switch set, DVC's log lines and errors unchanged.
+switch set, DVC's log lines and errors unchanged. `SCRIPT` does the same where this package is not importable (a
+past run's worktree and venv, `nox -s reproduce`).
+
+When DVC's cache runs out of room (the disk is full, or a file-size limit stops a write), DVC logs the failed
+write and may go on, or fail with an error about something else; `main` notes it and the task says it in one line:
+the disk, where, and how much the cache holds.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-from src.runloop import environment, lock, processes, tracking
+from src.runloop import disk, environment, lock, processes, tracking
 from src.runloop.git import Git, listed
 from src.runloop.refusal import Refused
 
@@ -35,10 +40,32 @@ REPRO = [sys.executable, "-m", "src.runloop.pipeline", "repro"]
 GRACE_SECONDS = (10.0, 5.0)
 
 
-def reproduce(cmd: list[str], env: Mapping[str, str]) -> None:
-    """Run `cmd` (dvc repro) in a process group of its own; a SIGINT or SIGTERM here stops the whole group (see
-    processes.run_stoppable), then one line says what happened."""
-    code, signum = processes.run_stoppable(cmd, env, GRACE_SECONDS)
+# The same without this package: DVC's reproduce with the reminders off, for an interpreter that has DVC alone (a
+# past run's venv, in its worktree, whose own src/runloop may be older). `python -c SCRIPT [--force] [--no-run-cache]`.
+SCRIPT = """
+import logging, sys
+from dvc.exceptions import DvcException
+from dvc.repo import Repo
+from dvc.ui import ui
+
+ui.enable()
+try:
+    with Repo() as repo:
+        if hasattr(repo, "scm_context"):
+            repo.scm_context.quiet = True  # no "git add dvc.lock": nothing of a reproduction is committed
+        stages = repo.reproduce(force="--force" in sys.argv, run_cache="--no-run-cache" not in sys.argv)
+        if not stages:
+            ui.write("Data and pipelines are up to date.")
+except DvcException:
+    logging.getLogger("dvc").exception("")
+    sys.exit(255)
+"""
+
+
+def reproduce(flags: list[str], env: Mapping[str, str], report: Path) -> None:
+    """Run `dvc repro FLAGS` (REPRO) in a process group of its own, its outcome written to `report`; a SIGINT or
+    SIGTERM here stops the whole group (see processes.run_stoppable), then one line says what happened."""
+    code, signum = processes.run_stoppable([*REPRO, *flags, "--report", str(report)], env, GRACE_SECONDS)
     if signum:
         raise processes.Stopped(
             f"Stopped by {signal.Signals(signum).name}: the pipeline and its stages were stopped (a running stage "
@@ -46,6 +73,8 @@ def reproduce(cmd: list[str], env: Mapping[str, str]) -> None:
             code=128 + signum,
         )
     if code != 0:
+        if full := read_outcome(report).disk_full:
+            raise Refused(full)
         raise Refused("The pipeline failed (DVC's message is above) — fix the failing stage and run again.")
 
 
@@ -56,6 +85,44 @@ class Outcome(NamedTuple):
     metric_lines: list[str]  # the same, one `file key: value` per line
     status: dict[str, str] | None  # `dvc status` (stage → DVC's words) when dvc.lock changed, else None
     failed: list[str] = []  # the stages DVC failed to reproduce
+    disk_full: str = ""  # the line to say when DVC's cache ran out of room (cache_full)
+
+
+class _FullDisk(logging.Handler):
+    """Notes the first error DVC (or dvc_data, dvc_objects) logs because a disk or a file-size limit ran out: a
+    failed transfer into the cache is logged, and DVC may go on or fail on something else."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.error: OSError | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.error is None and record.exc_info:
+            self.error = disk.full(record.exc_info[1])
+
+
+def cache_full(error: OSError, cache: Path) -> str:
+    """One line for a write of DVC's that ran out of room (into its cache, as a rule): the disk is full (or a
+    file-size limit stopped it), where, and how much the cache holds."""
+    held = disk.size(disk.held(cache))
+    written = Path(os.fsdecode(error.filename2 or error.filename or cache))  # a copy's target is filename2
+    where = f"its cache {cache}" if written == cache or cache in written.parents else str(written)
+    cached = "the cache" if where.startswith("its cache") else f"its cache {cache}"
+    if error.errno == disk.TOO_LARGE:
+        limit = disk.file_size_limit()
+        most = f"at most {disk.size(limit)} per file" if limit is not None else "files no larger"
+        return (
+            f"A file-size limit stopped DVC writing to {where} ({error.strerror}: this process may write {most}, "
+            f"`ulimit -f`); {cached} holds {held} — raise the limit (`ulimit -f unlimited`), then run `invoke repro` "
+            "again."
+        )
+    free, total = disk.free(written)
+    mount = disk.mount_point(written)
+    return (
+        f"The disk is full: DVC could not write to {where} ({error.strerror}); the file system at {mount} has "
+        f"{disk.size(free)} free of {disk.size(total)}, and {cached} holds {held} — free space there, or move the "
+        "cache to a larger disk (`dvc cache dir PATH`), then run `invoke repro` again."
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -80,29 +147,42 @@ def main(argv: list[str]) -> int:
     log = logging.getLogger("dvc")  # DVC's own handler and format: "ERROR: failed to reproduce 'train': …"
     ui.enable()
     signal.signal(signal.SIGTERM, _stop_group)  # the task died (processes.die_with_parent): stop the stage too
+    watch = _FullDisk()
+    logging.getLogger().addHandler(watch)  # DVC's loggers pass their records on to the root's handlers
     lock_before = _lock_text()
+    cache = environment.ROOT / ".dvc" / "cache"
     try:
         with Repo() as repo:
+            cache = Path(repo.cache.local_cache_dir or cache)
             repo.scm_context.quiet = True
             stages = repo.reproduce(pull=args.pull, force=args.force, run_cache=not args.no_run_cache)
             if not stages:
                 ui.write("Data and pipelines are up to date.")
-            if args.report:
+            if args.report and not watch.error:
                 dvc = Dvc(repo, environment.ROOT)
                 status = None
                 if _lock_text() != lock_before:  # a no-op repro leaves it alone: no status to ask for
                     status = {name: json.dumps(changes) for name, changes in repo.status().items()}
                 outcome = Outcome(dvc.metrics_table(), dvc.metric_lines(), status)
                 Path(args.report).write_text(json.dumps(outcome._asdict()), encoding="utf-8")
-    except DvcException as exc:
+    except (DvcException, OSError) as exc:
+        if not isinstance(exc, DvcException) and disk.full(exc) is None:
+            raise
         log.exception("")
-        if args.report and type(exc).__name__ == "ReproductionError":  # "failed to reproduce 'train'"
-            failed = re.findall(r"'([^']+)'", str(exc))
-            Path(args.report).write_text(json.dumps(Outcome("", [], None, failed)._asdict()), encoding="utf-8")
+        watch.error = watch.error or disk.full(exc)
+        failed = re.findall(r"'([^']+)'", str(exc)) if type(exc).__name__ == "ReproductionError" else []
+        full = cache_full(watch.error, cache) if watch.error else ""
+        if args.report:  # "failed to reproduce 'train'"; the cache's disk full
+            Path(args.report).write_text(json.dumps(Outcome("", [], None, failed, full)._asdict()), encoding="utf-8")
         return 255
     except KeyboardInterrupt:
         log.exception("interrupted by the user")
         return 252
+    if watch.error:  # DVC logged it and went on: what it made is not all in the cache
+        if args.report:
+            outcome = Outcome("", [], None, [], cache_full(watch.error, cache))
+            Path(args.report).write_text(json.dumps(outcome._asdict()), encoding="utf-8")
+        return 255
     return 0
 
 

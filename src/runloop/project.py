@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from src.runloop import ci, dvc_remote, skeleton
+from src.runloop import ci, dvc_remote, lock, skeleton
 from src.runloop.environment import ROOT
 from src.runloop.git import Git, last_lines, listed
 from src.runloop.refusal import Refused
@@ -32,6 +32,9 @@ WORKFLOWS = ".github/workflows"
 # The workflow a run tag starts: the one that runs `invoke repro` and `invoke share` on the runner.
 WORKFLOW = f"{WORKFLOWS}/github_actions_pipeline.yml"
 README = "README.md"
+# The checks a project passes, as the README's Quickstart runs them (in the environment it set up, dev packages
+# included: no venv of nox's own) and as init says to run them after its commit.
+CHECK = "nox --no-venv -s lint tests"
 # Keys of a params.yaml section that name the project: the MLflow experiment, the model registry's name.
 NAMED_KEYS = ("experiment", "registered_model")
 NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
@@ -242,10 +245,18 @@ def check_can_commit(git: Git) -> None:
     """Refuse what would leave init's work half done: not a repository, a dirty tree, no git identity."""
     if git("rev-parse", "--is-inside-work-tree") != "true":
         raise Refused("Not inside a git repository — run `invoke init` in a clone of the template.")
-    if changes := git.uncommitted():
+    changes = git.uncommitted()
+    stray = lock.left_by_repro(changes)
+    if stray and len(changes) == 1:
+        raise Refused(
+            f"{lock.DVC_LOCK} was left by a local `invoke repro` (the results of the pipeline init replaces or "
+            f"renames; the runner makes its own) — {stray}, then run `invoke init` again."
+        )
+    if changes:
+        also = f" ({lock.DVC_LOCK}, a local `invoke repro`'s: {stray})" if stray else ""
         raise Refused(
             f"The working tree has uncommitted or untracked changes ({listed([path for _, path in changes])}) — "
-            "commit or stash them first: `invoke init` makes one commit of its own."
+            f"commit or stash them first{also}: `invoke init` makes one commit of its own."
         )
     if git("var", "GIT_COMMITTER_IDENT") is None:
         raise Refused(
@@ -337,7 +348,7 @@ def next_steps(git: Git, new: str, commit: str, kept_example: bool) -> str:
         [
             f"Made {commit[:12]}: project {new}; run tags are {tag_prefix(new)}-<branch>-<time>.",
             "Next:",
-            "  1. Check it: nox -s lint tests",
+            f"  1. Check it: {CHECK}",
             f"  2. Your repository (keep the template as a remote, for its fixes): {rename_origin}"
             f"git remote add origin <your repository's URL> && git push -u origin {branch}",
             f"  3. In its Settings → Secrets and variables → Actions: secrets {', '.join(secrets)}; variables "

@@ -8,7 +8,8 @@ origin and runs the workflow file with act in host mode in a fresh clone at the 
 isolated environment (services.isolated) and only the throwaway services as secrets and variables, and `.env`
 never travels, so nothing reaches the real remote, MinIO or MLflow whatever `.env` or the shell says. Then it
 prints what the real run would have produced: the results commit, the objects pushed, the MLflow runs, the job
-summary. Uncommitted changes are rehearsed too, as a temporary commit in the throwaway origin only.
+summary. Uncommitted changes are rehearsed too, as a temporary commit in the throwaway origin only; but not a
+dvc.lock a local `invoke repro` left (tag-run refuses it; the runner makes its own), which it says.
 
 act itself is driven by act.py, which the workflow tests use too.
 """
@@ -96,12 +97,17 @@ def _is_dotenv(name: str) -> bool:
     return name.rpartition("/")[2] == ".env"
 
 
-def rehearsed_commit(origin: Path, root: Path, goal: Target, user_env: Mapping[str, str], env: dict[str, str]) -> str:
-    """The commit the runner checks out: `goal.commit`, or a temporary one holding the uncommitted changes.
+def rehearsed_commit(
+    origin: Path, root: Path, goal: Target, user_env: Mapping[str, str], env: dict[str, str]
+) -> tuple[str, str | None]:
+    """The commit the runner checks out: `goal.commit`, or a temporary one holding the uncommitted changes; and,
+    when it left out a dvc.lock a local `invoke repro` made or changed, how tag-run would have that dropped.
 
     The temporary commit is made in the throwaway `origin` only, from a temporary index (this checkout, its
     index and its refs are untouched), and the branch there moves to it, as if it had been committed and pushed.
-    A `.env` never travels, committed or not.
+    A `.env` never travels, committed or not. A changed dvc.lock does not travel either, the commit's own goes
+    instead: it would be that machine's results rehearsed as the runner's (tag-run refuses it, the runner makes
+    its own), and its outputs are in no cache the runner has.
     """
     git = Git(origin, env)
     tracked = git.must(f"git ls-tree in {origin}", "ls-tree", "-r", "--name-only", "-z", goal.commit).split("\0")
@@ -111,22 +117,30 @@ def rehearsed_commit(origin: Path, root: Path, goal: Target, user_env: Mapping[s
             "remove it from git (git rm --cached .env; it is gitignored) and rehearse again."
         )
     if not goal.dirty:
-        return goal.commit
-    files = [name for name in _travelling(root, user_env) if not _is_dotenv(name)]
+        return goal.commit, None
+    stray = lock.left_by_repro(Git(root, user_env).uncommitted())
+    files = [
+        name for name in _travelling(root, user_env) if not _is_dotenv(name) and not (stray and name == lock.DVC_LOCK)
+    ]
     index = origin / "rehearsal-index"
     work = {**env, "GIT_INDEX_FILE": str(index), "GIT_LITERAL_PATHSPECS": "1"}
     where = ["--git-dir", str(origin), "--work-tree", str(root)]
     staging = Git(root, work)
     add = ["add", "--force", "--pathspec-from-file=-", "--pathspec-file-nul"]
     staging.must(f"git add in {root}", *where, *add, input="\0".join(files))
+    if stray and (committed := git("ls-tree", goal.commit, "--", lock.DVC_LOCK)):  # the commit's own, as it is
+        mode, _kind, blob = committed.split("\t", 1)[0].split()
+        staging.must(
+            "git update-index", *where, "update-index", "--add", "--cacheinfo", f"{mode},{blob},{lock.DVC_LOCK}"
+        )
     tree = staging.must(f"git write-tree in {root}", *where, "write-tree")
     index.unlink()
     if tree == git.must(f"git rev-parse in {origin}", "rev-parse", f"{goal.commit}^{{tree}}"):
-        return goal.commit  # only ignored files changed: the commit is all the runner would see
+        return goal.commit, stray  # only ignored files (or dvc.lock) changed: the commit is all the runner would see
     subject = "Uncommitted changes (a rehearsal's temporary commit)"
     commit = git.must(f"git commit-tree in {origin}", "commit-tree", tree, "-p", goal.commit, "-m", subject)
     git.must(f"git update-ref in {origin}", "update-ref", f"refs/heads/{goal.branch}", commit, goal.commit)
-    return commit
+    return commit, stray
 
 
 def make_tag(origin: Path, commit: str, branch: str, prefix: str, env: Mapping[str, str]) -> str:
@@ -292,6 +306,7 @@ class Rehearsal:
     commit: str
     tag: str
     runner: Path
+    stray_lock: str | None = None  # a dvc.lock left out, and how tag-run would have it dropped
 
 
 def prepare(
@@ -305,14 +320,14 @@ def prepare(
         "EMAIL": Git(root, user_env)("config", "user.email") or "rehearsal@localhost",
     }
     env = {**env, **{f"GIT_{role}_{key}": value for role in ("AUTHOR", "COMMITTER") for key, value in me.items()}}
-    commit = rehearsed_commit(origin, root, goal, user_env, env)
+    commit, stray_lock = rehearsed_commit(origin, root, goal, user_env, env)
     tag = make_tag(origin, commit, goal.branch, prefix, env)
     runner_clone = base / "runner"
     Git(base, env).must(f"git clone in {base}", "clone", "--quiet", str(origin), str(runner_clone))
     Git(runner_clone, env).must(
         f"git checkout in {runner_clone}", "checkout", "--quiet", "--detach", f"refs/tags/{tag}"
     )
-    return Rehearsal(origin, commit, tag, runner_clone)
+    return Rehearsal(origin, commit, tag, runner_clone, stray_lock)
 
 
 def announce(rehearsal: Rehearsal, goal: Target, env: Mapping[str, str]) -> None:
@@ -327,6 +342,11 @@ def announce(rehearsal: Rehearsal, goal: Target, env: Mapping[str, str]) -> None
             f"in the throwaway origin only ({len(changed)} file(s); .env and ignored files never travel):"
         )
         print("\n".join(f"  {line}" for line in changed[:SHOWN]))
+    if rehearsal.stray_lock:
+        print(
+            f"{lock.DVC_LOCK} is left out (the commit's own is rehearsed): a local `invoke repro` changed it, and the "
+            f"runner makes its own from the commit. Before `invoke tag-run`, {rehearsal.stray_lock}."
+        )
 
 
 def runner_settings(s3: services.S3Server, mlflow: services.MlflowServer) -> tuple[dict[str, str], dict[str, str]]:

@@ -11,7 +11,8 @@
    local DVC cache when no remote is configured. Only those: never the outputs, never the run cache.
 5. Every stage recomputed: `dvc repro --force --no-run-cache`, logging to a throwaway MLflow store (or, with
    --track, to the configured one); the MLflow runs tagged `reproduction_of=<tag>` where they outlive the command
-   (--track, --keep).
+   (--track, --keep). DVC runs without its "git add dvc.lock … dvc push" reminders (pipeline.SCRIPT: the
+   worktree's own src/runloop may be older than this one, so the script needs DVC alone).
 6. The verdict, comparing dvc.lock's hashes with the recorded ones (`runs/*.json` excepted: they name MLflow
    runs) and, when bytes differ, the metrics with `dvc metrics diff` within --rtol/--atol:
    exit 0 bit-identical or numerically equivalent, 1 different, 2 could not reproduce.
@@ -36,7 +37,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from src.runloop import ci, dvc_remote, environment, lock, machine, report, runner
+from src.runloop import ci, dvc_remote, environment, lock, machine, pipeline, report, runner
 from src.runloop.git import Git
 from src.runloop.refusal import Refused
 from src.runloop.runs import Run, RunNotFound, Runs
@@ -340,7 +341,9 @@ def reproduce(spec: str, rtol: float, atol: float, keep: bool, track: bool) -> i
         store = env["MLFLOW_TRACKING_URI"] if track else f"sqlite:///{base / 'mlflow.db'}"
         stage_env = stage_environment(env, tree, venv, store)
         print("$ dvc repro --force --no-run-cache", flush=True)
-        if _sh([*dvc, "repro", "--force", "--no-run-cache"], tree, stage_env).returncode != 0:
+        # DVC's reproduce without its "git add dvc.lock … dvc push" reminders: nothing here is committed or pushed.
+        repro = [str(venv / "bin" / "python"), "-c", pipeline.SCRIPT, "--force", "--no-run-cache"]
+        if _sh(repro, tree, stage_env).returncode != 0:
             raise CannotReproduce(
                 "A stage failed while recomputing the run (DVC's message is above) — the run's code does not run on "
                 "this machine as it did on the runner; `--keep` keeps the worktree to look into it."

@@ -15,7 +15,7 @@ import re
 import shlex
 from collections.abc import Mapping
 
-from src.runloop import ci, record
+from src.runloop import ci, lock, record
 from src.runloop.git import Git, last_lines, listed
 from src.runloop.refusal import Refused
 
@@ -65,8 +65,8 @@ def check_head_is_pushed(git: Git, remote: str) -> tuple[str, str, str]:
     if git("rev-parse", "--is-inside-work-tree") != "true":
         raise Refused("Not inside a git repository — run this from the project's clone.")
     changes = git.uncommitted()
-    if [path for _, path in changes] == ["dvc.lock"]:
-        fix = "delete it: rm dvc.lock" if changes[0][0] == "??" else "restore it: git checkout HEAD -- dvc.lock"
+    if [path for _, path in changes] == [lock.DVC_LOCK]:
+        fix = lock.left_by_repro(changes)
         raise Refused(
             f"dvc.lock was changed by a local `invoke repro` — the runner makes its own from the tagged commit: {fix} "
             "(or commit and push it), then tag again."

@@ -50,7 +50,7 @@ import logging
 import random
 
 from src.runloop import tracking
-from src.runloop.stage import load_params, run_stage
+from src.runloop.stage import BadInput, load_params, run_stage
 
 from . import config
 
@@ -60,9 +60,9 @@ log = logging.getLogger(__name__)
 def sample(rows: int, seed: int, noise: float) -> list[tuple[float, float]]:
     """A toy data set, y = 2x + 1 plus gaussian noise: load your data here instead (or in a stage of its own)."""
     if rows < 2:
-        raise ValueError(f"train.rows is {rows}: a line needs at least 2 points — fix params.yaml")
+        raise BadInput(f"train.rows is {rows}: a line needs at least 2 points — fix params.yaml")
     if noise < 0:
-        raise ValueError(f"train.noise is {noise}: a standard deviation cannot be negative — fix params.yaml")
+        raise BadInput(f"train.noise is {noise}: a standard deviation cannot be negative — fix params.yaml")
     rng = random.Random(seed)  # noqa: S311 - reproducible data, not cryptography
     xs = [rng.random() for _ in range(rows)]
     return [(round(x, 6), round(2 * x + 1 + rng.gauss(0, noise), 6)) for x in xs]
@@ -74,7 +74,7 @@ def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
     mean_y = sum(y for _, y in points) / len(points)
     spread = sum((x - mean_x) ** 2 for x, _ in points)
     if spread == 0:
-        raise ValueError("every point has the same x: no line fits them — check the data")
+        raise BadInput("every point has the same x: no line fits them — check the data")
     slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
     return round(slope, 6), round(mean_y - slope * mean_x, 6)
 
@@ -114,7 +114,7 @@ import json
 import pytest
 from gitrepos import copy_project, experiment, invoke_repro, record
 
-from src.$package.train import fit, mse, sample
+from src.$package.train import BadInput, fit, mse, sample
 
 
 def test_fit_finds_the_line_through_exact_points():
@@ -131,7 +131,7 @@ def test_sample_is_reproducible_from_its_seed():
 
 
 def test_too_few_rows_is_one_clear_line():
-    with pytest.raises(ValueError, match=r"^train.rows is 1: a line needs at least 2 points — fix params.yaml$$"):
+    with pytest.raises(BadInput, match=r"^train.rows is 1: a line needs at least 2 points — fix params.yaml$$"):
         sample(1, 0, 0.1)
 
 

@@ -10,7 +10,9 @@ on the user's branch. Its annotation records the branch, the sweep and the leg's
     tag_legs(git, runs, …)                each leg's commit made on the base and its tag pushed alone
     members(runs), named(runs, name)      the runs that are a sweep's legs; a sweep's stem and its legs
     table(stem, legs, sort, ascending)    `invoke runs --sweep`: swept params against metrics, the best marked
-    adopt(git, best, remote)              the commands that bring the best leg's params onto its branch
+                                          (several legs tied for the best: a tie, none marked)
+    adopt(git, best, remote)              the commands that bring the best leg's params onto its branch (a tie:
+                                          each tied leg's, and how to break the tie)
 
 The --set grammar is sweep_grammar.py's; params.yaml is read and edited by params_yaml.py.
 """
@@ -52,8 +54,9 @@ class Leg:
         return ", ".join(f"{key}={shown(value)}" for key, value in self.values.items())
 
 
-def plan(params_text: str, specs: list[Spec], max_legs: int = MAX_LEGS) -> list[Leg]:
-    """Every combination of the specs' values as a leg, each with its params.yaml; refuses before making any."""
+def plan(params_text: str, specs: list[Spec], max_legs: int = MAX_LEGS, allow_non_finite: bool = False) -> list[Leg]:
+    """Every combination of the specs' values as a leg, each with its params.yaml; refuses before making any
+    (a float that is not finite too, unless `allow_non_finite`)."""
     keys = [spec.key for spec in specs]
     if twice := next((k for i, k in enumerate(keys) if keys.index(k) != i), None):
         raise Refused(f"--set {twice} is given twice — give one --set per key, its values separated by commas.")
@@ -68,7 +71,13 @@ def plan(params_text: str, specs: list[Spec], max_legs: int = MAX_LEGS) -> list[
         )
     current = params_yaml.load(params_text)
     typed = [
-        (spec.key, [params_yaml.typed(current, spec.key, v, t) for v, t in zip(spec.values, spec.texts, strict=True)])
+        (
+            spec.key,
+            [
+                params_yaml.typed(current, spec.key, v, t, allow_non_finite)
+                for v, t in zip(spec.values, spec.texts, strict=True)
+            ],
+        )
         for spec in specs
     ]
     combos = list(itertools.product(*[values for _, values in typed]))
@@ -89,12 +98,13 @@ def tag_legs(
     max_legs: int,
     runner: str | None = None,
     dry_run: bool = False,
+    allow_non_finite: bool = False,
 ) -> list[str]:
     """A leg per combination of the --set values: a commit on `base` changing only params.yaml, tagged and pushed
     alone (GitHub starts no workflow for a push of more than three tags); its results go to results/<tag>."""
     git, remote = runs.git, runs.remote
     specs = [parse(text, max_legs) for text in sets]
-    legs = plan(git("show", f"{base}:{PARAMS}") or "", specs, max_legs)
+    legs = plan(git("show", f"{base}:{PARAMS}") or "", specs, max_legs, allow_non_finite)
     label = label or DEFAULT_LABEL
     stem = run_tag.name(runs.prefix, branch, stamp, label)
     tags = tag_names(stem, len(legs))
@@ -238,21 +248,22 @@ def metric_name(wanted: str, available: list[str]) -> str:
     raise Refused(f"--sort {wanted!r}: {why} — name one of: {listed}.")
 
 
-def table(stem: str, legs: list[Member], sort: str = "", ascending: bool = False) -> tuple[str, Member | None]:
-    """The legs' swept params against their metrics, sorted by `sort`, the best marked; and the best leg."""
+def table(stem: str, legs: list[Member], sort: str = "", ascending: bool = False) -> tuple[str, list[Member]]:
+    """The legs' swept params against their metrics, sorted by `sort`, the best marked; and the best leg, or the
+    legs that tie for the best (none is marked then: which to keep is not the metric's to say)."""
     values = {m.run.tag: metrics(m.run) for m in legs}
     available = list(dict.fromkeys(name for v in values.values() for name in v))
     key = metric_name(sort, available) if available or sort else ""
     with_results = [m for m in legs if key in values[m.run.tag]]
     ranked = sorted(with_results, key=lambda m: values[m.run.tag][key], reverse=not ascending)
     ordered = ranked + [m for m in legs if m not in ranked]
-    best = ranked[0] if ranked else None
+    best = [m for m in ranked if values[m.run.tag][key] == values[ranked[0].run.tag][key]] if ranked else []
     keys = list(dict.fromkeys(k for m in legs for k, _ in m.values))
     shown_metrics = [key] + [n for n in available if n != key] if key else []
     header = ("", "leg", "tag", *keys, *(n.replace(" ", ":", 1) for n in shown_metrics), "state")
     rows = [
         (
-            "*" if m is best else "",
+            "*" if best == [m] else "",
             f"{m.number}/{m.count}",
             m.run.tag,
             *(dict(m.values).get(k, "?") for k in keys),
@@ -262,20 +273,39 @@ def table(stem: str, legs: list[Member], sort: str = "", ascending: bool = False
         for m in ordered
     ]
     direction = "lower is better" if ascending else "higher is better"
-    by = f", sorted by {key.replace(' ', ':', 1)} ({direction}); * marks the best" if key else ""
+    metric = key.replace(" ", ":", 1)
+    if len(best) > 1:
+        tied = ", ".join(f"{m.number}/{m.count}" for m in best)
+        marks = f"; legs {tied} tie for the best ({metric} {values[best[0].run.tag][key]:g}): none is marked"
+    else:
+        marks = "; * marks the best"
+    by = f", sorted by {metric} ({direction}){marks}" if key else ""
     base = legs[0].run.branch or "?"
     head = f"Sweep {stem}: {len(legs)} of {legs[0].count} legs on {base}{by}."
     return f"{head}\n\n{report.table(header, rows)}", best
 
 
-def adopt(git: Git, best: Member, remote: str) -> str:
-    """How to bring the best leg's params onto its branch (and, when the branch has not moved, its results too)."""
-    r, branch = best.run, best.run.branch or "BRANCH"
+def adopt(git: Git, best: list[Member], remote: str) -> str:
+    """How to bring the best leg's params onto its branch (and, when the branch has not moved, its results too);
+    for legs tied for the best, how to bring each one's, and how to break the tie."""
+    branch = best[0].run.branch or "BRANCH"
+    switch = shlex.join(["git", "switch", branch]) + " && " + shlex.join(["git", "pull", "--ff-only", remote, branch])
+    if len(best) > 1:
+        legs = "; ".join(f"{m.number}/{m.count} ({', '.join(f'{k}={v}' for k, v in m.values)})" for m in best)
+        return "\n".join(
+            [
+                f"Tie: legs {legs} score the same. Rank them by another metric (--sort METRIC), or bring the params of "
+                f"the one you choose onto {branch} (a commit that changes only {PARAMS}), then `invoke tag-run` it:",
+                *(f"  {switch} && {shlex.join(['git', 'cherry-pick', m.run.commit])}   # leg {m.number}" for m in best),
+                "Then push the branch.",
+            ]
+        )
+    [one] = best
+    r = one.run
     base = git("rev-parse", "--verify", "--quiet", f"{r.commit}^") or ""
     tip = git("rev-parse", "--verify", "--quiet", f"refs/remotes/{remote}/{branch}")
-    switch = shlex.join(["git", "switch", branch]) + " && " + shlex.join(["git", "pull", "--ff-only", remote, branch])
     lines = [
-        f"Best: leg {best.number}/{best.count} ({', '.join(f'{k}={v}' for k, v in best.values)}), {r.tag}.",
+        f"Best: leg {one.number}/{one.count} ({', '.join(f'{k}={v}' for k, v in one.values)}), {r.tag}.",
         f"Bring its params onto {branch} (a commit that changes only {PARAMS}), then `invoke tag-run` it there:",
         f"  {switch} && {shlex.join(['git', 'cherry-pick', r.commit])}",
     ]

@@ -5,13 +5,15 @@
 VALUES is a value (`0.1`), a comma list (`0.1,0.5`; quotes and brackets keep their commas), `choice(a, b, …)` (the
 same list), or `range([start,] stop[, step])`: start defaults to 0 and step to 1, stop is left out, floats too
 (`range(0.1, 0.5, 0.2)` is 0.1, 0.3), computed in decimal so no value drifts. Each value is read as YAML 1.2 reads
-it, as DVC's -S does: 0.5 and 1e-5 are numbers, true a bool, 'x' and yes text.
+it, as DVC's -S does: 0.5 and 1e-5 are numbers, true a bool, 'x' and yes text. A whole number longer than Python
+reads (4300 digits) is refused in one line.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import sys
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -61,7 +63,7 @@ def parse(text: str, max_legs: int = MAX_LEGS) -> Spec:
     tokens = _split(function.group(2) if function else values)
     if not tokens or any(not t for t in tokens):
         raise Refused(f"--set {text!r} has an empty value — list values separated by commas, e.g. {key}=0.1,0.5.")
-    parsed = [_scalar(token) for token in tokens]
+    parsed = [_scalar(key, token) for token in tokens]
     seen = [t for i, t in enumerate(tokens) if tokens.index(t) != i]
     if seen:
         raise Refused(f"--set {key} lists {seen[0]} twice — give each value once.")
@@ -88,7 +90,7 @@ def _split(text: str) -> list[str]:
     return [*tokens, current.strip()] if text.strip() else []
 
 
-def _scalar(token: str) -> Any:
+def _scalar(key: str, token: str) -> Any:
     """A value as YAML 1.2 reads it, as DVC's -S does: 0.5 and 1e-5 numbers, true a bool, 'x' and yes text."""
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
@@ -97,6 +99,16 @@ def _scalar(token: str) -> Any:
         return YAML(typ="safe", pure=True).load(token)
     except YAMLError:
         return _unquoted(token)
+    except ValueError:  # a whole number of more digits than Python converts (sys.get_int_max_str_digits)
+        raise Refused(_too_long(key, token)) from None
+
+
+def _too_long(key: str, token: str) -> str:
+    digits = sum(c.isdigit() for c in token)
+    return (
+        f"--set {key}: a number of {digits} digits is longer than the {sys.get_int_max_str_digits()} digits Python "
+        "reads — give a shorter number."
+    )
 
 
 def _unquoted(token: str) -> str:
@@ -106,6 +118,8 @@ def _unquoted(token: str) -> str:
 def _range(key: str, arguments: str, max_legs: int) -> list[int | float]:
     """Hydra's and DVC's range(): start (default 0), stop (left out), step (default 1), floats too."""
     parts = [p.strip() for p in arguments.split(",")]
+    if too_long := next((p for p in parts if sum(c.isdigit() for c in p) > sys.get_int_max_str_digits()), None):
+        raise Refused(_too_long(key, too_long))
     usage = f"range({arguments}) for {key} is not range([start,] stop[, step]) with numbers — e.g. range(20, 80, 20)"
     if not 1 <= len(parts) <= 3:
         raise Refused(usage)

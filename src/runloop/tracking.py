@@ -17,6 +17,7 @@ from typing import Any
 from src.runloop import environment, machine
 from src.runloop.environment import ROOT, redact
 from src.runloop.git import Git
+from src.runloop.stage import BadInput
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def locked_requirements(*names: str, lock: Path | None = None) -> list[str]:
     packages = json.loads((lock or ROOT / "Pipfile.lock").read_text())["default"]
     missing = [n for n in names if n not in packages]
     if missing:
-        raise ValueError(f"Pipfile.lock pins no {', '.join(missing)} — add it to the Pipfile and run `pipenv lock`")
+        raise BadInput(f"Pipfile.lock pins no {', '.join(missing)} — add it to the Pipfile and run `pipenv lock`")
     return [f"{n}{packages[n]['version']}" for n in names]
 
 
@@ -104,7 +105,7 @@ def _experiment_id(mlflow: Any, name: str, uri: str) -> str:
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
-            raise ValueError(
+            raise BadInput(
                 f"MLflow experiment {name!r} is deleted at {redact(uri)} — restore it in MLflow, or name another "
                 "experiment in params.yaml"
             )

@@ -15,6 +15,7 @@ from src.example.evaluate import Evaluation, evaluate, figure
 from src.example.prepare import Splits, prepare
 from src.example.query import query
 from src.example.train import train
+from src.runloop.stage import BadInput
 
 
 @pytest.fixture(scope="module")
@@ -111,10 +112,10 @@ def test_figure_keeps_a_two_by_two_matrix_when_one_class_is_never_predicted(mode
 
 @pytest.mark.parametrize("threshold", [0, 1, 1.5, -0.1])
 def test_evaluate_rejects_a_threshold_outside_0_1(model, splits, threshold):
-    with pytest.raises(ValueError, match=f"^evaluate.threshold is {threshold}: it must lie between 0 and 1 — fix"):
+    with pytest.raises(BadInput, match=f"^evaluate.threshold is {threshold}: it must lie between 0 and 1 — fix"):
         evaluate(model, splits.test, threshold)
 
 
 def test_evaluate_requires_the_target_column(model, splits):
-    with pytest.raises(ValueError, match="the test data has no 'target' column — re-run the prepare stage"):
+    with pytest.raises(BadInput, match="the test data has no 'target' column — re-run the prepare stage"):
         evaluate(model, splits.test.drop(columns=config.TARGET), 0.5)

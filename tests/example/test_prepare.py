@@ -9,6 +9,7 @@ import pytest
 from src.example import config
 from src.example.prepare import prepare
 from src.example.query import query
+from src.runloop.stage import BadInput
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +64,10 @@ def test_prepare_is_deterministic_for_a_seed(raw):
     ],
 )
 def test_prepare_rejects_bad_sizes(raw, test_size, val_size, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(BadInput, match=message):
         prepare(raw, test_size, val_size, seed=42)
 
 
 def test_prepare_requires_the_target_column(raw):
-    with pytest.raises(ValueError, match="the raw data has no 'target' column — re-run the query stage"):
+    with pytest.raises(BadInput, match="the raw data has no 'target' column — re-run the query stage"):
         prepare(raw.drop(columns=config.TARGET), 0.2, 0.2, seed=42)

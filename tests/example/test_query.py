@@ -7,6 +7,7 @@ import pytest
 
 from src.example import config
 from src.example.query import query
+from src.runloop.stage import BadInput
 
 
 @pytest.fixture(scope="module")
@@ -24,5 +25,5 @@ def test_query_returns_the_breast_cancer_table(raw):
 
 
 def test_query_rejects_an_unknown_dataset():
-    with pytest.raises(ValueError, match="query.dataset is 'iris': unknown data set — use one of: breast_cancer$"):
+    with pytest.raises(BadInput, match="query.dataset is 'iris': unknown data set — use one of: breast_cancer$"):
         query("iris")

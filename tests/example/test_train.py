@@ -15,6 +15,7 @@ from src.example import config
 from src.example.prepare import Splits, prepare
 from src.example.query import query
 from src.example.train import train
+from src.runloop.stage import BadInput
 
 CANDIDATES = {
     "naive_bayes": None,  # `naive_bayes:` with nothing after it in params.yaml
@@ -91,10 +92,10 @@ def test_train_breaks_ties_by_the_order_listed():
     ],
 )
 def test_train_rejects_bad_candidates(splits, candidates, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(BadInput, match=message):
         train(splits.train, splits.val, candidates, seed=42)
 
 
 def test_train_requires_the_target_column(splits):
-    with pytest.raises(ValueError, match="the prepared data has no 'target' column — re-run the prepare stage"):
+    with pytest.raises(BadInput, match="the prepared data has no 'target' column — re-run the prepare stage"):
         train(splits.train, splits.val.drop(columns=config.TARGET), {"naive_bayes": {}}, seed=42)

@@ -6,14 +6,14 @@ import logging
 import random
 
 from src.mini import paths
-from src.runloop.stage import load_params, run_stage
+from src.runloop.stage import BadInput, load_params, run_stage
 
 log = logging.getLogger(__name__)
 
 
 def make(rows: int, seed: int, noise: float) -> list[tuple[float, float, int]]:
     if not 0 <= noise < 0.5:
-        raise ValueError(f"data.noise is {noise}: it must lie in [0, 0.5) — fix params.yaml")
+        raise BadInput(f"data.noise is {noise}: it must lie in [0, 0.5) — fix params.yaml")
     rng = random.Random(seed)  # noqa: S311 - reproducible data, not cryptography
     points = []
     for _ in range(rows):

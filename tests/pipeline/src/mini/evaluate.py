@@ -9,7 +9,7 @@ from src.mini import paths
 from src.mini.model import probability
 from src.mini.train import accuracy
 from src.runloop import tracking
-from src.runloop.stage import load_params, run_stage
+from src.runloop.stage import BadInput, load_params, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def main() -> None:
     experiment = load_params("train")["experiment"]
     threshold = float(params["threshold"])
     if not 0 < threshold < 1:
-        raise ValueError(f"evaluate.threshold is {threshold}: it must lie between 0 and 1 — fix params.yaml")
+        raise BadInput(f"evaluate.threshold is {threshold}: it must lie between 0 and 1 — fix params.yaml")
     weights = json.loads((paths.ROOT / paths.MODEL).read_text())["weights"]
     _train, held_out = paths.split(paths.read_points())
     with tracking.stage_run("evaluate", experiment, after="train", params=params):
