@@ -12,6 +12,10 @@ nox.options.reuse_existing_virtualenvs = False
 nox.options.error_on_external_run = True
 
 LINT_TARGETS = ["tasks.py", "noxfile.py", "src", "tests"]
+# pytest-xdist: a worker per CPU, each with servers of its own, given one test at a time, the longest first
+# (tests/conftest.py orders them), so that none is left running a long one alone at the end. The ten slowest
+# tests are named at the end.
+PARALLEL = ["-n", "auto", "--dist", "load", "--maxschedchunk", "1", "--durations", "10"]
 GITHUB = ".github"
 WORKFLOWS = f"{GITHUB}/workflows"
 
@@ -42,9 +46,16 @@ def _workflow_files() -> list[str]:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite (pass pytest arguments after --)."""
+    """Run the whole test suite in parallel (pass pytest arguments after --)."""
     _sync(session, "--dev")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", *PARALLEL, *session.posargs)
+
+
+@nox.session(default=False)
+def fast(session: nox.Session) -> None:
+    """Run the tests that start no server and no pipeline: your stages' and the machinery's, in a minute."""
+    _sync(session, "--dev")
+    session.run("pytest", "-m", "not slow", *PARALLEL, *session.posargs)
 
 
 @nox.session(default=False)

@@ -9,6 +9,7 @@
     invoke compare   two runs' params and metrics side by side (DVC's own diffs)
     invoke promote   point an MLflow alias (champion) at the model version a run made: models:/<name>@champion
     invoke watch     follow runs (or a sweep's legs) until they end
+    invoke gc        delete the data of runs the retention policy does not keep (default: only say what would go)
 
 `nox -s reproduce` recomputes a past run in isolation (src/runloop/reproduction.py); a run that fails on the runner
 is recorded by the workflow's last step (src/runloop/failure.py), which needs nothing installed.
@@ -54,6 +55,7 @@ from src.runloop import (  # noqa: E402  (after the bytecode switch, on purpose)
     registry,
     report,
     results,
+    retention,
     run_tag,
     runner,
     step_log,
@@ -500,3 +502,48 @@ def _follow(runs: Runs, specs: list[str], sweep_name: str, timeout: float, inter
     if code != follow.LANDED:
         raise Exit(said, code=code)
     print(f"\n{follow.outcome(runs, tags)}")
+
+
+# -- Bounding storage -----------------------------------------------------------------------------------------------
+
+
+@task(
+    help={
+        "keep_last": "Keep the N newest runs no branch or tag reaches that have results (and runs tagged since the "
+        f"oldest of them; default {retention.KEEP_LAST}).",
+        "keep_days": f"Keep every run tagged in the last D days (default {retention.KEEP_DAYS:g}; 0: none).",
+        "apply": "Delete what goes (default: only say what stays and what would go).",
+        "prefix": "The DVC remote's URL, saying it is this project's alone: gc then goes on when the remote holds "
+        "newer objects no commit names (they stay).",
+        "json": "Print what stays and what goes as JSON.",
+        "remote": "The git remote the runs are on.",
+    }
+)
+def gc(
+    c: Context,
+    keep_last: int = retention.KEEP_LAST,
+    keep_days: int = retention.KEEP_DAYS,
+    apply: bool = False,
+    prefix: str = "",
+    json: bool = False,
+    remote: str = "origin",
+) -> None:
+    """Delete the DVC remote's and MLflow's data of runs gc does not keep (default: only say what would go)."""
+    runner.at_root()
+    env = runner.pipeline_environment()
+    policy = retention.Policy(keep_last, keep_days)
+    runs = _runs(remote)
+    retention.fetch(runs)  # every branch and tag of the remote: gc never decides from a partial view
+    store = retention.remote_store(env)
+    client, where = retention.mlflow_store(env)  # None when no tracking server is configured: `where` says so
+    with registry.speaking(env):
+        plan = retention.plan(runs, store, policy, prefix, client, where)
+    print(plan.as_json() if json else plan.text())
+    if not apply:
+        if not json:
+            print("\nNothing was deleted: `invoke gc --apply` with the same options deletes what goes.")
+        return
+    retention.check_can_apply(plan)  # a run still going may be about to name what goes
+    stopped = "run it again to finish; nothing a kept run names was deleted, and no entry names what was"
+    with processes.stop_cleanly("invoke gc", stopped), registry.speaking(env):
+        retention.apply(plan, store, client)

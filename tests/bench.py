@@ -238,32 +238,33 @@ def _run_on_runner(origin: Path, where: Path, tag: str, env: dict[str, str]) -> 
 
 def bench_runs(base: Path, env: dict[str, str], repeat: int) -> list[Row]:
     """`invoke runs` on a repository with 500 run tags: 400 with results on main, 50 on results/<tag>, 50 waiting."""
+    from src.runloop import record
+
     project = copy_project(base / "runs-project", env=env, example=True)
     prefix = _prefix(project, env)
-    stream, stamp = [], 1_800_000_000
-
-    def data(text: str) -> str:
-        return f"data {len(text.encode())}\n{text}\n"
-
-    head = git("rev-parse", "HEAD", cwd=project, env=env)
-    parent = head
+    stamp = 1_800_000_000
+    # Each run: a commit on main, its annotated tag, and (but every tenth) its results record as share writes it,
+    # on main or (every tenth but one) on results/<tag>. Made with git's plumbing: records name full commit ids.
+    parent = git("rev-parse", "HEAD", cwd=project, env=env)
+    base_tree = git("rev-parse", "HEAD^{tree}", cwd=project, env=env)
     for i in range(500):
         tag, stamp = f"{prefix}-main-{i:05d}", stamp + 60
-        who = f"Bench <bench@example.com> {stamp} +0000"
-        stream.append(f"commit refs/heads/main\nmark :{2 * i + 1}\ncommitter {who}\n" + data(f"Change {i}"))
-        stream.append(f"from {parent}\nM 644 inline notes.txt\n" + data(str(i)))
-        stream.append(f"tag {tag}\nfrom :{2 * i + 1}\ntagger {who}\n" + data(f"Run {tag}\n\nBranch: main\n"))
-        parent = f":{2 * i + 1}"
+        dated = {**env, "GIT_COMMITTER_DATE": f"{stamp} +0000", "GIT_AUTHOR_DATE": f"{stamp} +0000"}
+        tagged = git("commit-tree", base_tree, "-p", parent, "-m", f"Change {i}", cwd=project, env=dated)
+        annotation = record.annotation(record.Launch(f"Run {tag}", "main"))
+        git("tag", "--annotate", "--cleanup=verbatim", "-m", annotation, tag, tagged, cwd=project, env=dated)
+        parent = tagged
         if i % 10 == 9:
             continue  # waiting for results
-        message = f"Change {i}-results\n\nMetrics:\n    metrics/evaluate.json accuracy: 0.9{i}\n\nRun-Tag: {tag}\n"
-        ref = f"refs/heads/results/{tag}" if i % 10 == 8 else "refs/heads/main"
-        stream.append(f"commit {ref}\nmark :{2 * i + 2}\ncommitter {who}\n" + data(message) + f"from :{2 * i + 1}\n")
-        if ref == "refs/heads/main":
-            parent = f":{2 * i + 2}"
-    subprocess.run(
-        ["git", "fast-import", "--quiet"], cwd=project, env=env, input="".join(stream), text=True, check=True
-    )
+        outcome = record.Outcome(
+            record.RESULTS, tag, tagged, f"Change {i}", (f"metrics/evaluate.json accuracy: 0.9{i}",)
+        )
+        results = git("commit-tree", base_tree, "-p", tagged, "-m", record.message(outcome), cwd=project, env=dated)
+        if i % 10 == 8:
+            git("update-ref", f"refs/heads/results/{tag}", results, cwd=project, env=env)
+        else:
+            parent = results
+    git("update-ref", "refs/heads/main", parent, cwd=project, env=env)
     git("reset", "--quiet", "--hard", "main", cwd=project, env=env)
     origin = base / "runs-origin.git"
     git("clone", "--quiet", "--bare", str(project), str(origin), cwd=base, env=env)
@@ -276,6 +277,124 @@ def bench_runs(base: Path, env: dict[str, str], repeat: int) -> list[Row]:
     row = Row("`invoke runs` (500 run tags), git only", raw_what="`git for-each-ref` + `git log` of the same refs")
     row.goal_seconds = 1.0
     return [alternate(row, [[*INVOKE, "runs", "--no-fetch", "--limit", "0"]], raw, user, env, repeat)]
+
+
+GC_RUNS = 500
+GC_LIST = """
+import os, boto3
+s3 = boto3.client("s3", endpoint_url=os.environ["MLFLOW_S3_ENDPOINT_URL"])
+print(sum(len(page.get("Contents", [])) for page in s3.get_paginator("list_objects_v2").paginate(Bucket="bench-gc")))
+"""
+
+
+def _gc_lock(tag: str, data_md5: str) -> tuple[str, dict[str, bytes]]:
+    """A run's dvc.lock as share commits it (data restored, train and evaluate its own) and the objects it names."""
+    import hashlib
+
+    import yaml
+
+    made = {"models/model.json": f'{{"weights": "{tag}"}}', "runs/train.json": f'{{"run": "{tag}"}}'}
+    made["metrics/evaluate.json"] = f'{{"accuracy": 0.9, "run": "{tag}"}}'
+
+    def out(path: str) -> dict:
+        data = made[path].encode() if path in made else b"points"
+        return {"path": path, "hash": "md5", "md5": hashlib.md5(data).hexdigest(), "size": len(data)}  # noqa: S324
+
+    params = {"data": {"rows": 200}, "train": {"run": tag}, "evaluate": {"threshold": 0.5}}
+    stages = {
+        "data": {"deps": [], "outs": [out("data/points.csv")]},
+        "train": {"deps": [out("data/points.csv")], "outs": [out("models/model.json"), out("runs/train.json")]},
+        "evaluate": {"deps": [out("models/model.json")], "outs": [out("metrics/evaluate.json")]},
+    }
+    stages = {
+        name: {"cmd": f"python -m {name}", "params": {"params.yaml": {name: params[name]}}, **stage}
+        for name, stage in stages.items()
+    }
+    objects = {f"files/md5/{o['md5'][:2]}/{o['md5'][2:]}": made[o["path"]].encode() for o in stages["train"]["outs"]}
+    objects.update(
+        {f"files/md5/{o['md5'][:2]}/{o['md5'][2:]}": made[o["path"]].encode() for o in stages["evaluate"]["outs"]}
+    )
+    return yaml.safe_dump({"schema": "2.0", "stages": stages}, sort_keys=False), objects
+
+
+def _gc_history(project: Path, env: dict[str, str], prefix: str) -> dict[str, bytes]:
+    """500 runs in `project`: every tenth a sweep's leg (a commit only its tag reaches), the others tagged on main;
+    every results commit on results/<tag>, but for one run in ten that never ended. The objects and run-cache
+    entries their dvc.lock files name, by key."""
+    import hashlib
+
+    from src.runloop import lock
+
+    def data(text: str) -> str:
+        return f"data {len(text.encode())}\n{text}\n"
+
+    now, stream, marks = int(time.time()), [], project.parent / "gc-marks"
+    head = git("rev-parse", "HEAD", cwd=project, env=env)
+    runs, main = [], 0
+    for i in range(GC_RUNS):
+        stamp = now + 3600 if i == GC_RUNS - 1 else now - (GC_RUNS - i) * 3600  # the newest: after every object
+        tag, who, leg = f"{prefix}-main-{i:05d}", f"Bench <bench@example.com> {stamp} +0000", i % 10 == 8
+        ref = "refs/heads/leg" if leg else "refs/heads/main"
+        parent = f"from {head}\n" if i == 0 else (f"from :{main}\n" if leg else "")
+        main = main if leg else i + 1
+        stream.append(f"commit {ref}\nmark :{i + 1}\ncommitter {who}\n" + data(f"Change {i}") + parent)
+        stream.append("M 644 inline notes.txt\n" + data(str(i)))
+        launch = f"Sweep: {prefix}-main-sweep\nLeg: 1/1\nSet: train.run={i}\n" if leg else ""
+        stream.append(f"tag {tag}\nfrom :{i + 1}\ntagger {who}\n" + data(f"Run {tag}\n\nBranch: main\n{launch}"))
+        runs.append((tag, who, i % 10 == 9 and i < GC_RUNS - 30))  # never ended (long ago: no longer going)
+    done = ["git", "fast-import", "--quiet", f"--export-marks={marks}"]
+    subprocess.run(done, cwd=project, env=env, input="".join(stream), text=True, check=True)
+    sha = dict(line.split() for line in marks.read_text().splitlines())
+    data_md5 = hashlib.md5(b"points").hexdigest()  # noqa: S324 - DVC's hash
+    objects, stream = {f"files/md5/{data_md5[:2]}/{data_md5[2:]}": b"points"}, []
+    for i, (tag, who, waiting) in enumerate(runs):
+        if waiting:
+            continue
+        text, made = _gc_lock(tag, data_md5)
+        objects.update(made)
+        objects.update({f"runs/{e.key[:2]}/{e.key}/{e.value}": e.key.encode() for e in lock.run_cache_entries(text)})
+        tagged = sha[f":{i + 1}"]
+        message = f"Change {i}-results\n\nMetrics:\n    metrics/evaluate.json accuracy: 0.9\n\n"
+        message += f"Run-Tag: {tag}\nRun-Commit: {tagged}\nRun-Outcome: results\nRun-Record: 2\n"
+        stream.append(f"commit refs/heads/results/{tag}\ncommitter {who}\n" + data(message) + f"from {tagged}\n")
+        stream.append("M 644 inline dvc.lock\n" + data(text))
+    subprocess.run(
+        ["git", "fast-import", "--quiet"], cwd=project, env=env, input="".join(stream), text=True, check=True
+    )
+    git("update-ref", "-d", "refs/heads/leg", cwd=project, env=env)
+    git("reset", "--quiet", "--hard", "main", cwd=project, env=env)
+    return objects
+
+
+def bench_gc(base: Path, env: dict[str, str], repeat: int) -> list[Row]:
+    """`invoke gc`'s dry run over 500 runs whose objects and run-cache entries are in moto's S3, against listing
+    that bucket."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from src.runloop import services
+
+    project = copy_project(base / "gc-project", env=env, example=True)
+    objects = _gc_history(project, env, _prefix(project, env))
+    origin = base / "gc-origin.git"
+    git("clone", "--quiet", "--bare", str(project), str(origin), cwd=base, env=env)
+    user = base / "gc-user"
+    git("clone", "--quiet", str(origin), str(user), cwd=base, env=env)
+    with services.s3_server(base / "moto", env) as s3:
+        s3.ensure_bucket("bench-gc")
+        client = s3.client()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda kv: client.put_object(Bucket="bench-gc", Key=kv[0], Body=kv[1]), objects.items()))
+        gc_env = {**env, **s3.env(), "DVC_REMOTE_URL": "s3://bench-gc"}
+        ours = [*INVOKE, "gc", "--keep-last", "10", "--keep-days", "0"]
+        what = f"`invoke gc` dry run ({GC_RUNS} runs, {len(objects)} objects in moto S3)"
+        row = Row(what, raw_what="listing the bucket (boto3)", goal=2.0)
+        alternate(row, [ours], [[sys.executable, "-c", GC_LIST]], user, gc_env, repeat)
+        done = subprocess.run([*ours, "--json"], cwd=user, env=gc_env, capture_output=True, text=True, check=True)
+    plan = json.loads(done.stdout)
+    going = sum(o["goes"] for o in plan["objects"])
+    kept = sum(r["kept"] for r in plan["runs"])
+    figure = f"{kept} of {len(plan['runs'])} runs kept; {going} of {len(plan['objects'])} objects would go"
+    return [row, Row("what that dry run decides", figure=figure)]
 
 
 def bench_reproduce(base: Path, env: dict[str, str], repeat: int) -> list[Row]:
@@ -428,6 +547,7 @@ BENCHES = {
     "repro": bench_repro,
     "share": bench_share,
     "runs": bench_runs,
+    "gc": bench_gc,
     "reproduce": bench_reproduce,
     "sweep": bench_sweep,
     "act": bench_act,

@@ -1,16 +1,26 @@
-"""Shared fixtures: an isolated environment, real S3 (moto) and MLflow servers, git repos.
+"""Shared fixtures: an isolated environment, real S3 (moto) and MLflow servers, git repos; and the session's rules.
 
 The servers come from src/runloop/services.py (the same starters `nox -s workflow` uses): they listen on
 127.0.0.1 only, run in their own process group and are killed as a group at teardown, so nothing outlives the
-session. Every HOME, cache and store they write is a temp dir.
+session; their group's leader stops them if the session dies without a teardown (SIGKILL). Every HOME, cache and
+store they write is a temp dir. Under pytest-xdist each worker has servers of its own (session fixtures are per
+worker); the pipeline's DVC cache and the venvs of `nox -s reproduce` are made once for all of them.
+
+The session's rules: a test that starts a server, act or a pipeline run is `slow` (end to end), marked or not, and
+`nox -s fast` leaves it out; a test that runs the pipeline without the mark fails. Ctrl-C or SIGTERM, once or more,
+stops the session and every server it started (docs/testing.md).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
+import signal
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +28,53 @@ import pytest
 from gitrepos import ROOT, clone, copy_project, publish
 from loop_fixtures import ACTOR, RUN_ID, SECRETS, Remote, make_pipeline_cache, prefix_of
 
-from src.runloop import services
+from src.runloop import processes, services
 from src.runloop.act import Act
 from src.runloop.project import WORKFLOW
 from src.runloop.services import MLFLOW_ARTIFACT_BUCKET, MlflowServer, S3Server
+
+# What a test asks for that starts a server, act or a whole pipeline run: such a test is end to end.
+END_TO_END = {"s3_server", "mlflow_server", "act", "pipeline_cache", "venv_cache"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Ctrl-C and SIGTERM (a cancelled CI job, `kill`) both unwind the session, and its teardown stops every server;
+    # SIGTERM's default would end pytest on the spot, leaving them running.
+    processes.interrupt_on_signals()
+
+
+def pytest_keyboard_interrupt() -> None:
+    processes.ignore_signals()  # the teardown that follows stops the servers: a second Ctrl-C must not cut it short
+    # What a terminal's Ctrl-C reaches: xdist's workers (a `kill -INT` reaches this process alone) and what the
+    # running test started.
+    processes.signal_descendants(signal.SIGINT)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if END_TO_END & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+    if hasattr(config, "workerinput"):  # an xdist worker: every worker sorts the same way, as xdist requires
+        # The longest first (workflows under act, then the other end-to-end tests), so that no worker is left
+        # running a long test alone at the end; xdist hands them out in this order (noxfile.py: --dist load).
+        items.sort(key=lambda item: 0 if "act" in getattr(item, "fixturenames", ()) else 1 if _slow(item) else 2)
+
+
+def _slow(item: pytest.Item) -> bool:
+    return item.get_closest_marker("slow") is not None
+
+
+@pytest.fixture(autouse=True)
+def end_to_end_is_slow(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]:
+    """Fail a test that ran the pipeline (DVC's run cache appeared in its temp dir) but is not marked slow."""
+    yield
+    if not _slow(request.node) and (ran := next(tmp_path.glob("**/.dvc/cache/runs"), None)):
+        pytest.fail(
+            f"this test ran the pipeline ({ran.relative_to(tmp_path)}) — mark it @pytest.mark.slow: "
+            "`nox -s fast` leaves end-to-end tests to the full suite",
+            pytrace=False,
+        )
 
 
 def _reset_mlflow() -> None:
@@ -138,9 +191,18 @@ def dev(project: Path, origin: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pipeline_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The DVC cache (outputs and run cache) of one pipeline run of the project, without any remote."""
-    return make_pipeline_cache(tmp_path_factory.mktemp("pipeline"))
+def pipeline_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The DVC cache (outputs and run cache) of one pipeline run of the project, without any remote.
+
+    Made once for all xdist workers; the tests only copy it.
+    """
+    base = _shared_dir(request, tmp_path_factory, "pipeline")
+    with _exclusive(base / ".lock"):
+        if not (base / "made").exists():
+            shutil.rmtree(base / "project", ignore_errors=True)  # a run that failed half-way
+            make_pipeline_cache(base)
+            (base / "made").touch()
+    return base / "project" / ".dvc" / "cache"
 
 
 @pytest.fixture
@@ -174,6 +236,26 @@ def act(tmp_path: Path, s3: S3, remote: Remote, mlflow_server: MlflowServer) -> 
 
 
 @pytest.fixture(scope="session")
-def venv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One XDG_CACHE_HOME for the whole session: the venv of the lock is installed once and reused."""
-    return tmp_path_factory.mktemp("xdg-cache")
+def venv_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One XDG_CACHE_HOME for the whole session: the venv of the lock is installed once and reused.
+
+    Shared by the xdist workers: reproduction.py holds a lock while it installs a venv.
+    """
+    return _shared_dir(request, tmp_path_factory, "xdg-cache")
+
+
+def _shared_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A directory of this session that every xdist worker sees (the workers' temp roots are its siblings)."""
+    if not hasattr(request.config, "workerinput"):  # no xdist, or its controller
+        return tmp_path_factory.mktemp(name, numbered=False)
+    path = tmp_path_factory.getbasetemp().parent / name
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (made if missing): one worker at a time."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield

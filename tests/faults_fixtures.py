@@ -1,27 +1,29 @@
-"""Fixtures and helpers for the fault tests (test_faults_repro.py, test_doctor.py).
+"""Fixtures and helpers for the fault tests (test_faults_repro.py, test_doctor.py, test_session.py, test_services.py).
 
 `write_tiny` turns the project copy into a one-stage pipeline of its own (a stage that logs an MLflow run, writes
 its output and sleeps in the run as long as params.yaml says), so the tests do not depend on the example pipeline.
 `moto_with_auth` starts a moto S3 server that checks credentials (the shared one takes any), with one IAM user.
+`group_running` and `until` watch processes go (or not) without sleeping a fixed time.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from gitrepos import git
+
+from src.runloop import processes, services
 
 BIN = Path(sys.executable).parent
 INVOKE = BIN / "invoke"
@@ -150,6 +152,15 @@ def process_running(pid: int) -> bool:
     return state != "Z"
 
 
+def until(condition: Callable[[], bool], seconds: float, failure: Callable[[], str]) -> None:
+    """Wait for `condition`; fail with `failure()` after `seconds` (a bound on a hang, not a measured time)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(failure(), pytrace=False)
+        time.sleep(0.1)
+
+
 def group_running(pgid: int) -> list[int]:
     """The pids of group `pgid` that still run."""
     found = []
@@ -182,40 +193,20 @@ class AuthS3:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def moto_with_auth(base: Path) -> Iterator[AuthS3]:
     """A moto S3 server that checks credentials: one IAM user allowed s3:*, and one bucket; stopped on exit."""
     import boto3
 
-    port = _free_port()
+    port = services.free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLFLOW_", "DVC_"))}
     env.update(HOME=str(base), AWS_EC2_METADATA_DISABLED="true")
-    with open(base / "moto.log", "wb") as log:
-        proc = subprocess.Popen(
-            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            env=env,
-            cwd=base,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    log = base / "moto.log"
+    # Started as the shared servers are: a group of its own, which goes with the session however it ends.
+    proc = processes.start([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], env, log, base)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=2).close()  # noqa: S310 - loopback
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, (base / "moto.log").read_text()
-                time.sleep(0.1)
+        services.wait_http(f"{url}/moto-api/", None, 30, proc, log)
         anyone = {"aws_access_key_id": "setup", "aws_secret_access_key": "setup", "region_name": "us-east-1"}
         iam = boto3.client("iam", endpoint_url=url, **anyone)
         iam.create_user(UserName="runner")
@@ -230,13 +221,4 @@ def moto_with_auth(base: Path) -> Iterator[AuthS3]:
         urllib.request.urlopen(request, timeout=5).close()  # noqa: S310 - loopback
         yield AuthS3(url, key["AccessKeyId"], key["SecretAccessKey"], "dvc-auth")
     finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=10)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        processes.stop(proc)

@@ -695,6 +695,7 @@ def small_disk(cache: Path, size: str) -> list[str] | None:
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("limit", ["disk", "file size"])
 def test_a_full_disk_under_the_dvc_cache_says_so_where_and_how_much_it_holds(project, limit):
     write_tiny(project, BIG_DVC_YAML, "{}\n")

@@ -66,7 +66,18 @@ def test_task_table_matches_invoke_list() -> None:
         [str(BIN / "invoke"), "--list", "--list-format", "json"], cwd=ROOT, capture_output=True, text=True, check=True
     )
     names = {t["name"]: t["help"] for t in json.loads(listed.stdout)["tasks"]}
-    assert names.keys() == {"compare", "doctor", "init", "promote", "repro", "runs", "share", "tag-run", "watch"}
+    assert names.keys() == {
+        "compare",
+        "doctor",
+        "gc",
+        "init",
+        "promote",
+        "repro",
+        "runs",
+        "share",
+        "tag-run",
+        "watch",
+    }
     table = _section("Tasks and sessions")
     for name, help_text in names.items():
         assert f"`invoke {name}" in table, f"README's task table misses `invoke {name}`"

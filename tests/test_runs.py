@@ -9,10 +9,10 @@ test_reproduce.py, on the run the act workflow makes.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from gitrepos import clone, commit_of, git, invoke, tag_run
@@ -27,15 +27,19 @@ from src.runloop.runs import Run, Runs
 
 def three_runs(dev: Path, origin: Path, tmp_path: Path) -> tuple[str, str, str, str, str]:
     """A run waiting for results, one with results on main, one with results on results/<tag>."""
-    waiting = tag_run(dev, "--name", "waiting")
-    time.sleep(1.1)  # tags are ordered by their creation time, which git keeps in seconds
-    landed = tag_run(dev, "--name", "landed", "--message", "Baseline")
-    time.sleep(1.1)
-    aside = tag_run(dev, "--name", "aside")
+    # Runs are listed by their tag's time, which git keeps in seconds: each tag gets its own second.
+    waiting = tag_run(dev, "--name", "waiting", env=tagged_at(1))
+    landed = tag_run(dev, "--name", "landed", "--message", "Baseline", env=tagged_at(2))
+    aside = tag_run(dev, "--name", "aside", env=tagged_at(3))
     on_main = record_by_hand(origin, tmp_path / "r1", landed, "refs/heads/main", ["metrics/eval.json acc: 0.97"])
     side = f"results/{aside}"  # where share keeps results whose branch moved on
     on_side = record_by_hand(origin, tmp_path / "r2", aside, f"refs/heads/{side}", ["metrics/eval.json acc: 0.5"])
     return waiting, landed, aside, on_main, on_side
+
+
+def tagged_at(second: int) -> dict[str, str]:
+    """This environment with git's committer (and so tagger) time set to `second` past a fixed minute."""
+    return {**os.environ, "GIT_COMMITTER_DATE": f"2026-01-02T03:04:{second:02d}Z"}
 
 
 def runs(repo: Path, *args: str, code: int = 0) -> str:

@@ -1,16 +1,19 @@
-"""The shared fixtures start real services and isolate each test from the developer's setup."""
+"""The shared fixtures start real services and isolate each test from the developer's setup; a server's group goes
+with its user, however the user ends."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from gitrepos import git
+from faults_fixtures import group_running, until
+from gitrepos import ROOT, git
 
 from src.runloop import processes, services
 
@@ -147,3 +150,28 @@ def test_bare_origin_mirrors_branches_and_tags(project, tmp_path):
         f"refs/heads/side {git('rev-parse', 'side', cwd=project)}",
         f"refs/tags/run-x {git('rev-parse', 'run-x', cwd=project)}",
     ]
+
+
+def test_a_server_group_goes_with_its_user_even_when_the_user_is_killed(tmp_path):
+    log = tmp_path / "log"
+    # A user of processes.start that dies by SIGKILL: nothing of its own can stop the group.
+    script = (
+        "import os, sys, time; from pathlib import Path; from src.runloop import processes; "
+        "cmd = ['sh', '-c', 'sleep 300 & sleep 300 & echo started; wait']; "
+        "print(processes.start(cmd, os.environ, Path(sys.argv[1]), Path(sys.argv[2])).pid, flush=True); time.sleep(300)"
+    )
+    user = subprocess.Popen(
+        [sys.executable, "-c", script, str(log), str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    group = int(user.stdout.readline())
+    try:
+        until(lambda: "started" in log.read_text(), 30, lambda: f"the group never started: {log.read_text()}")
+        assert len(group_running(group)) == 4  # the leader, sh and its two sleeps
+
+        user.kill()
+        user.wait()
+
+        until(lambda: not group_running(group), 30, lambda: f"group {group} outlived its user")
+    finally:
+        user.stdout.close()
+        processes.signal_group(group, signal.SIGKILL)

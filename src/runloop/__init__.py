@@ -16,6 +16,8 @@ each import only the layers below them:
     project          the project's name and every file that repeats it; invoke init (skeleton: its stage)
     checks           the checks repro makes around the pipeline, which `invoke doctor` shows as rows
     report           what a run prints and writes to the job summary; `invoke runs`' tables
+    retention        invoke gc: which runs are kept, what stays and goes on the DVC remote and in MLflow, deleting
+                     in a safe order; a local DVC cache pruned under a size
   the run model
     record           a run's record: the tag's annotation, the outcome commit's message; every format ever written
     runs             the runs as git knows them: one context per command, listed once, a spec resolved
@@ -28,8 +30,10 @@ each import only the layers below them:
     step_log         the workflow's shell: each step's output kept for the failure record
     dvc_repo         DVC asked in-process, its repository opened once: status, outputs, metrics, diffs, push
     dvc_remote       the DVC remote: is one configured, its machine-specific settings, a probe of its bucket
+    dvc_store        a DVC store's objects in DVC 3's layout (an S3 prefix, a folder, a cache): listed, read, deleted
     pipeline         `dvc repro` as a process group a signal stops, without DVC's reminders
     tracking         MLflow runs of the stages and the records (runs/<stage>.json) that name them
+    mlflow_runs      MLflow runs found by their run tag, with their artifacts, logged models and versions; deleted
     mlflow_server    the MLflow tracking server asked over its REST API, with a short timeout
     act              act running the workflow on this machine, as the runner would
     services         throwaway moto S3, MLflow server and bare origin on loopback, for tests and rehearsals

@@ -10,6 +10,7 @@ here, so another host would be one more module with these names, not edits all o
     temp_dir(env)               a folder the host empties after the job (the steps' logs go there)
     repository(env, url)        owner/name of the repository
     workflow_page(url, file)    the page that lists a workflow's runs
+    longest_run(workflow)       how long after its tag a run may still be going: queued, then the job's timeout
     SETTINGS, missing_settings  what a CI run needs set, and where a team sets each one
 
 Standard library only: the failure record reads it on a runner where nothing was installed.
@@ -39,6 +40,10 @@ ALTERNATIVES = {
 }
 # The host's own variables: a throwaway environment (services.isolated) drops every one of them.
 PREFIX = "GITHUB_"
+# GitHub cancels a job that waited this long for a self-hosted runner; and, without `timeout-minutes`, one that ran
+# this long (its documented limits).
+QUEUE_HOURS = 24
+JOB_MINUTES = 360
 _GITHUB = re.compile(
     r"^(?:https://(?:[^@/]+@)?github\.com/|git@github\.com:|ssh://git@github\.com/)([\w.-]+/[\w.-]+?)(?:\.git)?/?$"
 )
@@ -110,6 +115,17 @@ def workflow_page(remote_url: str | None, workflow: str) -> str | None:
     """The page listing `workflow`'s runs, for a remote on github.com (https or ssh form), else None."""
     match = _GITHUB.match(remote_url or "")
     return f"https://github.com/{match.group(1)}/actions/workflows/{workflow}" if match else None
+
+
+def longest_run(workflow: Path) -> float:
+    """Seconds a run may still be going after its tag was pushed: queued for a runner, then its jobs' timeout (the
+    longest `timeout-minutes` of the workflow file, or GitHub's default)."""
+    try:
+        text = workflow.read_text(encoding="utf-8")
+    except OSError:
+        text = ""
+    minutes = [int(m) for m in re.findall(r"^\s*timeout-minutes:\s*(\d+)\s*(?:#.*)?$", text, flags=re.MULTILINE)]
+    return QUEUE_HOURS * 3600 + max(minutes or [JOB_MINUTES]) * 60
 
 
 def missing_settings(env: Mapping[str, str]) -> str | None:

@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from src.runloop import environment
 
@@ -122,39 +122,52 @@ def probe(where: Location, env: Mapping[str, str]) -> tuple[str, str] | None:
     return None
 
 
+def s3_client(where: Location, env: Mapping[str, str], read_timeout: float = 10) -> Any:
+    """A boto3 S3 client of the remote `where`, with the credentials DVC would use (its options, else the
+    environment's), a few seconds' timeouts and one attempt: a remote that does not answer says so at once."""
+    import boto3
+    from botocore.config import Config
+
+    options, value = where.options, environment.env_value
+    session = boto3.session.Session(
+        aws_access_key_id=options.get("access_key_id") or value("AWS_ACCESS_KEY_ID", env),
+        aws_secret_access_key=options.get("secret_access_key") or value("AWS_SECRET_ACCESS_KEY", env),
+        aws_session_token=options.get("session_token") or value("AWS_SESSION_TOKEN", env),
+        profile_name=options.get("profile"),
+        region_name=options.get("region") or value("AWS_DEFAULT_REGION", env) or "us-east-1",
+    )
+    return session.client(
+        "s3",
+        endpoint_url=where.endpoint,
+        verify=options.get("ssl_verify", "true").lower() != "false",
+        config=Config(connect_timeout=3, read_timeout=read_timeout, retries={"total_max_attempts": 1}),
+    )
+
+
+def bucket_and_prefix(url: str) -> tuple[str, str]:
+    """`s3://bucket/some/prefix` → ("bucket", "some/prefix"), without slashes at its ends."""
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    return bucket, prefix.strip("/")
+
+
 def _probe_s3(where: Location, env: Mapping[str, str]) -> tuple[str, str] | None:
     import uuid
 
-    import boto3
-    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-    bucket, _, prefix = where.url.removeprefix("s3://").partition("/")
+    bucket, prefix = bucket_and_prefix(where.url)
     endpoint = environment.redact(where.endpoint) if where.endpoint else "AWS S3"
     secrets = [v for k, v in where.options.items() if k in ("secret_access_key", "session_token")]
-    options, value = where.options, environment.env_value
     credentials_fix = (
         "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (on the runner: secrets MINIO_ACCESS_KEY_ID and "
         "MINIO_SECRET_ACCESS_KEY)"
     )
     try:
-        session = boto3.session.Session(
-            aws_access_key_id=options.get("access_key_id") or value("AWS_ACCESS_KEY_ID", env),
-            aws_secret_access_key=options.get("secret_access_key") or value("AWS_SECRET_ACCESS_KEY", env),
-            aws_session_token=options.get("session_token") or value("AWS_SESSION_TOKEN", env),
-            profile_name=options.get("profile"),
-            region_name=options.get("region") or value("AWS_DEFAULT_REGION", env) or "us-east-1",
-        )
-        client = session.client(
-            "s3",
-            endpoint_url=where.endpoint,
-            verify=options.get("ssl_verify", "true").lower() != "false",
-            config=Config(connect_timeout=3, read_timeout=10, retries={"total_max_attempts": 1}),
-        )
+        client = s3_client(where, env)
         step = "list"
         client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
         step = "write"
-        key = f"{prefix.strip('/') + '/' if prefix.strip('/') else ''}.runloop-check/{uuid.uuid4().hex}"
+        key = f"{prefix + '/' if prefix else ''}.runloop-check/{uuid.uuid4().hex}"
         client.put_object(Bucket=bucket, Key=key, Body=b"")
         client.delete_object(Bucket=bucket, Key=key)
     except NoCredentialsError:

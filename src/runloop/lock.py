@@ -10,6 +10,11 @@ the checks around a no-op `invoke repro` read them here.
     Lock.read(root) / Lock(text)   a dvc.lock: its outputs and their hashes
     Lock.changed_outputs(other)    which outputs differ between two locks of the same inputs
     recorded(git, rev)             what a commit records: each output of its dvc.lock and each .dvc file's input
+    versions(git, revs, exclude)   every dvc.lock and .dvc file in the history of revs (not of exclude): blob → text
+    locks_at(git, revs)            the dvc.lock of each of these commits: rev → its text
+    named(text)                    every content hash a dvc.lock or .dvc file names (outs, deps, a directory's files)
+    run_cache_entries(text)        the run-cache entries DVC makes of a dvc.lock's stages: where, and what they name
+    entry_outs(text)               what a run-cache entry's outputs are (their hashes)
     run_records(root)              the MLflow run records (runs/<stage>.json) the stages write, as they are here
     not_up_to_date(stages, root)   stages dvc.lock does not record, or whose outputs are missing or changed
     left_by_repro(changes)         how to drop the dvc.lock a local `invoke repro` left, when git status lists one
@@ -17,8 +22,12 @@ the checks around a no-op `invoke repro` read them here.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import os
 import posixpath
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +39,10 @@ from src.runloop.tracking import is_run_record, read_record
 
 DVC_YAML = "dvc.yaml"
 DVC_LOCK = "dvc.lock"
+_MD5 = re.compile(r"[0-9a-f]{32}(?:\.dir)?")
+# What DVC leaves out when it names a run-cache entry (dvc.stage.cache._get_cache_hash): sizes may differ, the
+# content may not.
+_UNHASHED = ("size", "nfiles")
 
 
 @dataclass(frozen=True)
@@ -185,6 +198,150 @@ def recorded(git: Git, rev: str) -> list[Output]:
         for out in dvc_file.get("outs", []):
             found.append(Output(posixpath.join(folder, out["path"]), name, out.get("md5", "")))
     return found
+
+
+# Every dvc.lock and .dvc file, wherever it lies (not DVC's own .dvc/ folder).
+_PATHSPECS = (f":(glob)**/{DVC_LOCK}", ":(glob)**/*.dvc", ":(exclude,glob).dvc/**")
+
+
+def versions(git: Git, revs: list[str], exclude: list[str] | None = None) -> dict[str, str]:
+    """Every version of dvc.lock and of the .dvc files that a commit in the history of `revs` holds, leaving out
+    the history of `exclude`: blob id → text. Each version a commit holds entered in some commit of that history,
+    so the blobs its diffs add are all of them (every parent's diff of a merge; every side of a merge too)."""
+    if not revs:
+        return {}
+    log = ["log", "--stdin", "--raw", "--no-abbrev", "--no-renames", "--root", "-m", "--full-history", "--format=%x1e"]
+    asked = "".join(f"{rev}\n" for rev in revs) + "".join(f"^{rev}\n" for rev in exclude or [])
+    out = git(*log, "--", *_PATHSPECS, input=asked) or ""
+    blobs = {fields[3] for line in out.splitlines() if line.startswith(":") and len(fields := line.split()) > 4}
+    return texts(git, sorted(blobs - {"0" * 40}))
+
+
+def locks_at(git: Git, revs: list[str]) -> dict[str, str]:
+    """The dvc.lock each of these commits holds (none for a commit without one): rev → text."""
+    asked = "".join(f"{rev}:{DVC_LOCK}\n" for rev in revs)
+    out = git.run("cat-file", "--batch-check=%(objectname) %(objecttype)", input=asked)
+    blob_of = {}
+    for rev, line in zip(revs, out.stdout.splitlines(), strict=False):
+        blob, _, kind = line.partition(" ")
+        if kind == "blob":
+            blob_of[rev] = blob
+    found = texts(git, sorted(set(blob_of.values())))
+    return {rev: found[blob] for rev, blob in blob_of.items() if blob in found}
+
+
+def texts(git: Git, blobs: list[str]) -> dict[str, str]:
+    """Blob id → text, read by one `git cat-file --batch` (each blob by itself, should that output not parse)."""
+    if not blobs:
+        return {}
+    out = git.run("cat-file", "--batch", input="".join(f"{b}\n" for b in blobs)).stdout
+    found: dict[str, str] = {}
+    data = out.encode("utf-8", errors="surrogateescape")
+    at = 0
+    for blob in blobs:
+        end = data.find(b"\n", at)
+        header = data[at:end].decode(errors="replace").split() if end >= 0 else []
+        if len(header) != 3 or header[0] != blob or not header[2].isdigit():
+            break  # the rest is read blob by blob below
+        size = int(header[2])
+        content = data[end + 1 : end + 1 + size]
+        if data[end + 1 + size : end + 2 + size] != b"\n":
+            break
+        found[blob] = content.decode("utf-8", errors="replace")
+        at = end + 2 + size
+    for blob in (b for b in blobs if b not in found):
+        if (text := git("cat-file", "blob", blob)) is not None:
+            found[blob] = text
+    return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _load(text: str | None) -> Any:
+    """YAML as DVC wrote it, read by libyaml when PyYAML has it (gc reads hundreds of locks: 1 ms each, not 8), and
+    each text once (callers never change what it returns)."""
+    import yaml
+
+    try:
+        return yaml.load(text or "", Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - safe
+    except yaml.YAMLError:
+        return None
+
+
+def named(text: str | None) -> set[str]:
+    """Every content hash a dvc.lock or .dvc file names: outputs, dependencies, a directory's listed files. More
+    than any one use needs, on purpose: what decides which data to keep errs on the side of keeping."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                if key == "md5" and isinstance(inner, str) and _MD5.fullmatch(inner):
+                    found.add(inner)
+                else:
+                    walk(inner)
+        elif isinstance(value, list):
+            for inner in value:
+                walk(inner)
+
+    walk(_load(text))
+    return found
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A run-cache entry: DVC's record of one execution of a stage, which `dvc repro` restores outputs from."""
+
+    key: str  # the sha256 of the stage's command, deps, params and output paths: runs/<key[:2]>/<key>/
+    value: str  # the sha256 of the entry itself: its file's name
+    outs: tuple[str, ...]  # the hashes of its outputs in DVC 3's layout (`hash: md5`)
+
+
+def _sha256(value: Any) -> str:
+    """DVC's dict_sha256: the hash of the value as sorted JSON, sizes left out."""
+
+    def without(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: without(inner) for k, inner in v.items() if k not in _UNHASHED}
+        return [without(inner) for inner in v] if isinstance(v, list) else v
+
+    return hashlib.sha256(json.dumps(without(value), sort_keys=True).encode()).hexdigest()
+
+
+def _outs(stage: Any) -> tuple[str, ...]:
+    """The hashes of a lock stage's outputs that DVC 3 keeps in files/md5/ (DVC 2's, without `hash: md5`, live
+    elsewhere)."""
+    outs = stage.get("outs") if isinstance(stage, dict) else None
+    return tuple(
+        o["md5"]
+        for o in outs or []
+        if isinstance(o, dict) and o.get("hash") == "md5" and _MD5.fullmatch(str(o.get("md5", "")))
+    )
+
+
+def run_cache_entries(text: str | None) -> list[CacheEntry]:
+    """The run-cache entry DVC writes for each stage a dvc.lock records (the entry is the stage's lock; its name
+    is the lock's hash, so an entry of this name holds exactly these outputs). A stage whose entry cannot be
+    named here (a value JSON cannot hold) is left out: its entry is read from the store instead."""
+    loaded = _load(text)
+    stages = (loaded.get("stages") if isinstance(loaded, dict) else None) or {}
+    found = []
+    for stage in stages.values():
+        if not isinstance(stage, dict) or not stage.get("outs"):
+            continue
+        key_of = {**stage, "outs": [o.get("path") for o in stage["outs"] if isinstance(o, dict)]}
+        try:
+            found.append(CacheEntry(_sha256(key_of), _sha256(stage), _outs(stage)))
+        except (TypeError, ValueError):
+            continue
+    return found
+
+
+def entry_outs(text: str | None) -> tuple[str, ...] | None:
+    """The hashes of a run-cache entry's outputs (as `_outs`); None when the text is no entry."""
+    loaded = _load(text)
+    if not isinstance(loaded, dict) or not isinstance(loaded.get("outs"), list):
+        return None
+    return _outs(loaded)
 
 
 def run_records(root: Path | None = None) -> list[dict[str, Any]]:

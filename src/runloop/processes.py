@@ -1,7 +1,10 @@
 """Processes the machinery starts: each in a group of its own, stopped as a group, none outliving its user.
 
-    start(cmd, env, log, cwd)        a server or tool in a new session (its own process group), output to a log
+    start(cmd, env, log, cwd)        a server in a new session (its own process group) under a leader that stops
+                                     the group when this process dies, even by SIGKILL (`python -m` this module)
     stop(proc, timeout)              SIGTERM the whole group, then SIGKILL what is left
+    interrupt_on_signals()           SIGTERM (and a SIGINT this process was started ignoring) raise
+                                     KeyboardInterrupt, as Ctrl-C does; ignore_signals() once stopping has begun
     run_stoppable(cmd, env, grace)   a child group that a SIGINT or SIGTERM here stops in order (SIGINT first,
                                      so a stage can close its MLflow run, then SIGTERM, then SIGKILL); its exit code
     stop_cleanly(task, where)        inside the block, a signal stops every child and exits in one line
@@ -11,7 +14,8 @@
 
 A chain of processes that each die with their parent, and each stop their own group on SIGTERM, leaves nothing
 running when any one of them is killed: the CI step's shell (step_log.py), the task (tasks.py), DVC's process
-(pipeline.py) and, through DVC, the stage.
+(pipeline.py) and, through DVC, the stage; and the servers of the tests and rehearsals (services.py), whose
+group's leader stops them when the test session or the rehearsal dies.
 
 Linux's /proc tells who is in a group (zombies, waiting to be reaped, do not count) and who descends from whom.
 """
@@ -22,6 +26,8 @@ import os
 import select
 import signal
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -30,6 +36,9 @@ from pathlib import Path
 from src.runloop.refusal import Refused
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the directory `src` is in
+LEADER = [sys.executable, "-m", "src.runloop.processes"]
+LEADER_GRACE = 5.0  # seconds the group has between SIGTERM and SIGKILL when the leader stops it
 
 
 class Stopped(Refused):
@@ -54,17 +63,28 @@ def die_with_parent(signum: int = signal.SIGTERM) -> None:
 
 
 def start(cmd: list[str], env: Mapping[str, str], log_path: Path, cwd: Path | None = None) -> subprocess.Popen:
-    """Start `cmd` in a new session (its own process group), its output to `log_path`."""
+    """Start `cmd` in a new session (its own process group), its output to `log_path`, under a leader (`lead`) that
+    stops the whole group when this process dies, however it dies: a server must not outlive its user.
+
+    The leader exits as `cmd` does (its code, or the signal that killed it); `command(proc)` is `cmd`.
+    """
+    leader = [*LEADER, str(os.getpid()), str(cwd or os.getcwd()), *cmd]
     with open(log_path, "wb") as log:
         return subprocess.Popen(
-            cmd,
+            leader,
             env=dict(env),
-            cwd=cwd,
+            cwd=PACKAGE_ROOT,  # where `python -m src.runloop.processes` finds this module; `cmd` runs in `cwd`
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def command(proc: subprocess.Popen) -> list[str]:
+    """The command `start` runs under its leader."""
+    args = list(proc.args)  # type: ignore[arg-type]
+    return args[len(LEADER) + 2 :] if args[: len(LEADER)] == LEADER else args
 
 
 def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
@@ -262,3 +282,86 @@ def _running(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"  # a zombie has stopped; its parent reaps it
+
+
+# -- interrupts ------------------------------------------------------------------------------------------------------
+
+
+def interrupt_on_signals() -> None:
+    """Make SIGINT and SIGTERM raise KeyboardInterrupt in this process, so that either unwinds it in order (a test
+    session stops its servers): SIGTERM's default would end it on the spot, and a SIGINT it was started ignoring
+    (a background job of a script) would not stop it at all. Only from the main thread; elsewhere nothing."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in SIGNALS:
+            signal.signal(sig, _interrupt)
+
+
+def ignore_signals() -> None:
+    """Ignore SIGINT and SIGTERM from now on: what is stopping must finish (a second Ctrl-C must not cut it short)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+# -- the leader of a group that dies with its parent (`start`) -------------------------------------------------------
+
+
+def lead(parent: int, cwd: str, cmd: list[str]) -> int:
+    """Run `cmd` in this process's group and return its exit code (-N: killed by signal N).
+
+    A SIGTERM here — `stop` signalling the group, or the kernel when `parent` dies (die_with_parent) — stops the
+    whole group: SIGTERM, and SIGKILL after LEADER_GRACE seconds. So does `cmd` ending: whatever it left running
+    in the group goes with it. A SIGINT is for `cmd` alone (it gets it from the group); the leader stays.
+    """
+    stopping: list[float] = []
+
+    def stop(_signum: int = signal.SIGTERM, _frame: object = None) -> None:
+        if not stopping:
+            stopping.append(time.monotonic())
+            signal_group(os.getpgrp(), signal.SIGTERM)  # this process too: its handler, which returns here
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, lambda _signum, _frame: None)  # caught, not ignored: `cmd` must not inherit SIG_IGN
+    die_with_parent()
+    if os.getppid() != parent:  # it died before the line above
+        stop()
+    if stopping:
+        return -signal.SIGTERM
+    child = subprocess.Popen(cmd, cwd=cwd)
+    exited = _exit_notice(child.pid)
+    try:
+        while (code := _wait_for_exit(child, exited, 1.0)) is None:
+            if stopping and time.monotonic() - stopping[0] > LEADER_GRACE:
+                signal_group(os.getpgrp(), signal.SIGKILL)
+    finally:
+        if exited is not None:
+            os.close(exited)
+    if _others_alive():
+        stop()
+        while _others_alive():
+            if time.monotonic() - stopping[0] > LEADER_GRACE:
+                signal_group(os.getpgrp(), signal.SIGKILL)
+            time.sleep(0.05)
+    return code
+
+
+def _exit_as(code: int) -> None:
+    """Exit with `code`, or killed by the same signal when it is negative, as the command did."""
+    if code < 0:
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    sys.exit(code if code >= 0 else 128 - code)
+
+
+def _others_alive() -> bool:
+    """Whether a process of this group other than this one still runs."""
+    me, group = os.getpid(), os.getpgrp()
+    return any(g == group and pid != me and state != "Z" for pid, _ppid, g, state in _table())
+
+
+if __name__ == "__main__":  # the leader `start` runs: PARENT_PID CWD CMD...
+    _exit_as(lead(int(sys.argv[1]), sys.argv[2], sys.argv[3:]))

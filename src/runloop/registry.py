@@ -59,7 +59,7 @@ def speaking(env: Mapping[str, str]) -> Iterator[None]:
     """Turn what MLflow raises (its messages quote URLs, credentials included) into a Refused line."""
     try:
         yield
-    except Refused:
+    except _Refused:  # already one line: this module's, or the machinery's (a store's, a run's)
         raise
     except Exception as exc:  # noqa: BLE001 - MlflowException, requests' errors, boto's: each becomes one line
         said = environment.one_line(environment.scrub(str(exc), env), 240)

@@ -8,7 +8,8 @@
 3. A venv installed from *that commit's* Pipfile.lock with `pipenv sync`, as the runner installs it, kept under
    ~/.cache/runloop/venvs/<hash of the lock> and reused while the lock is the same.
 4. The inputs (data tracked by .dvc files: `dvc add`, `dvc import-url`) pulled from the DVC remote, or from the
-   local DVC cache when no remote is configured. Only those: never the outputs, never the run cache.
+   local DVC cache when no remote is configured. Only those: never the outputs, never the run cache. A run whose
+   outputs the remote no longer holds (`invoke gc` deleted them) is refused before anything is made.
 5. Every stage recomputed: `dvc repro --force --no-run-cache`, logging to a throwaway MLflow store (or, with
    --track, to the configured one); the MLflow runs tagged `reproduction_of=<tag>` where they outlive the command
    (--track, --keep). DVC runs without its "git add dvc.lock … dvc push" reminders (pipeline.SCRIPT: the
@@ -37,8 +38,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from src.runloop import ci, dvc_remote, environment, lock, machine, pipeline, report, runner
-from src.runloop.git import Git
+from src.runloop import ci, dvc_remote, dvc_store, environment, lock, machine, pipeline, report, runner
+from src.runloop.git import Git, listed
 from src.runloop.refusal import Refused
 from src.runloop.runs import Run, RunNotFound, Runs
 
@@ -203,6 +204,29 @@ def run_environment(tree: Path, env: Mapping[str, str]) -> Path:
     return venv
 
 
+def check_outputs_kept(run: Run, recorded: list[lock.Output], env: Mapping[str, str]) -> None:
+    """Refuse a run whose outputs the DVC remote no longer holds: `invoke gc` deleted them (a run it does not keep),
+    or someone did by hand. Its record stays in git; what it made is gone, so there is nothing to hold a
+    reproduction against. A remote that cannot be asked is said, and the reproduction goes on."""
+    where = dvc_remote.location(env) if dvc_remote.configured(env) else None
+    inputs = {o.md5 for o in recorded if o.is_input}  # an input that is gone is said when it is pulled, by name
+    outputs = [o for o in recorded if not o.is_input and o.md5 and o.md5 not in inputs]
+    if where is None or not outputs or "://" in where.url and not where.url.startswith("s3://"):
+        return
+    keys = {o.path: dvc_store.object_key(o.md5) for o in outputs}
+    try:
+        held = dvc_store.store(where, env).holds(keys.values())
+    except Refused as exc:
+        print(f"(Whether the DVC remote still holds the run's outputs is not known: {exc})", flush=True)
+        return
+    if gone := [path for path, key in keys.items() if key not in held]:
+        raise CannotReproduce(
+            f"Run {run.tag}'s outputs are gone from the DVC remote {where.url} ({len(gone)} of {len(keys)}: "
+            f"{listed(gone, 3)}): `invoke gc` deleted them (not a run it keeps), or someone did by hand — reproduce "
+            "a run whose data is kept (`invoke gc` lists them)."
+        )
+
+
 def connect_data(tree: Path, env: Mapping[str, str]) -> str:
     """Point the worktree's DVC at the remote (or, without one, at the local cache); say where data comes from."""
     local = environment.ROOT / ".dvc" / "config.local"
@@ -325,6 +349,8 @@ def reproduce(spec: str, rtol: float, atol: float, keep: bool, track: bool) -> i
     except RunNotFound as exc:
         raise CannotReproduce(str(exc)) from None
     print(f"Reproducing {run.tag}: results commit {run.results[:12]} on {run.where}.", flush=True)
+    recorded = runs.outputs(run)
+    check_outputs_kept(run, recorded, env)
     base = Path(tempfile.mkdtemp(prefix="reproduce-"))
     tree = base / "worktree"
     try:
@@ -334,7 +360,7 @@ def reproduce(spec: str, rtol: float, atol: float, keep: bool, track: bool) -> i
         print(f"Worktree: {tree}", flush=True)
         venv = run_environment(tree, env)
         source = connect_data(tree, env)
-        pull_inputs(tree, venv, env, runs.outputs(run), source)
+        pull_inputs(tree, venv, env, recorded, source)
         dvc = [str(venv / "bin" / "python"), "-m", "dvc"]
         # The recorded metric files, for `dvc metrics diff` should the bytes differ (small; failure is said later).
         _sh([*dvc, "fetch", "--type", "metrics"], tree, env, quiet=True)

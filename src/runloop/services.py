@@ -2,7 +2,8 @@
 
 One implementation of "start it on a free port, wait until it answers, stop it as a group", used by the test
 fixtures (tests/conftest.py) and by `nox -s workflow`. Every server listens on 127.0.0.1 only, runs in a process
-group of its own and is killed as a group, so nothing outlives its user. Everything a server or a tool would
+group of its own and is killed as a group; the group's leader (processes.start) also stops it when its user dies,
+even by SIGKILL, so nothing outlives its user. Everything a server or a tool would
 write (HOME, caches, stores) goes under a directory the caller gives.
 """
 
@@ -100,7 +101,8 @@ def wait_http(url: str, expect: str | None, timeout: float, proc: subprocess.Pop
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise ServiceError(
-                f"{proc.args[0]} exited with code {proc.returncode} before {url} was ready; log {log}:\n{tail(log)}"
+                f"{processes.command(proc)[0]} exited with code {proc.returncode} before {url} was ready; "
+                f"log {log}:\n{tail(log)}"
             )
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 -- a loopback http URL built here
