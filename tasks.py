@@ -41,11 +41,11 @@ from src.runloop import (  # noqa: E402  (after the bytecode switch, on purpose)
     checks,
     ci,
     comparison,
+    dvc_locks,
     dvc_remote,
     dvc_repo,
     environment,
     follow,
-    machine,
     pipeline,
     processes,
     project,
@@ -58,8 +58,11 @@ from src.runloop import (  # noqa: E402  (after the bytecode switch, on purpose)
     retention,
     run_tag,
     runner,
+    runner_cache,
+    runner_classes,
     step_log,
     sweep,
+    tracking,
 )
 from src.runloop.git import Git  # noqa: E402
 from src.runloop.refusal import Refused  # noqa: E402
@@ -114,6 +117,7 @@ def repro(c: Context, pull: bool = True, force: bool = False, dry_run: bool = Fa
         env[environment.RUN_TAG_ENV] = tag
     if url := ci.run_url(env):
         env[environment.RUN_CI_URL_ENV] = url
+    env.update(tracking.runner_variables(ci.runner(env)))  # on CI: the runner, its class and labels, for MLflow
     remote = pull and dvc_remote.configured(env)
     # Settings, files, Python and packages, then the DVC remote and MLflow: a failure stops here, before any stage.
     env.update(checks.before_repro(env, remote, network=not dry_run))
@@ -125,6 +129,8 @@ def repro(c: Context, pull: bool = True, force: bool = False, dry_run: bool = Fa
         return
     if remote:
         dvc_remote.configure(env)
+    runner_cache.configure_dvc(env)  # on a runner: DVC's cache kept between jobs, outside the workspace
+    dvc_locks.clear_stale(environment.ROOT)  # what a killed DVC left: cleared, saying so; a live holder named
     with tempfile.TemporaryDirectory(prefix="repro-") as tmp:
         # One DVC process runs the pipeline and reads the metrics (and, if dvc.lock changed, DVC's status).
         report_file = Path(tmp) / "outcome.json"
@@ -148,6 +154,7 @@ def repro(c: Context, pull: bool = True, force: bool = False, dry_run: bool = Fa
         "set_": "KEY=VALUES: a run with params.yaml's KEY set to each value (a value, a comma list, range(start, stop, "
         "step)); repeat for the Cartesian product. Each leg is a commit of its own, tagged and pushed alone.",
         "max_legs": f"Refuse a sweep of more legs than this (default {sweep.MAX_LEGS}).",
+        "runner_": "The runner class to run on (invoke.yaml's runloop.runners; default: its default class).",
         "allow_non_finite": "Let --set give a float param .nan, .inf or -.inf (refused otherwise: a stage rarely means "
         "one).",
         "wait": "Then follow the run(s) until they end, as `invoke watch` does.",
@@ -162,6 +169,7 @@ def tag_run(
     remote: str = "origin",
     set_: list[str] | None = None,
     max_legs: int = sweep.MAX_LEGS,
+    runner_: str = "",
     allow_non_finite: bool = False,
     wait: bool = False,
     timeout: float = follow.TIMEOUT,
@@ -171,6 +179,7 @@ def tag_run(
     runner.at_root()
     runs = _runs(remote)
     run_tag.check_label(name)
+    runner_class = runner_classes.read(environment.ROOT).check(runner_)  # recorded; the route job maps it to labels
     branch, commit, remote_url = run_tag.check_head_is_pushed(runs.git, remote)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     if set_:
@@ -183,6 +192,7 @@ def tag_run(
             commit,
             stamp,
             max_legs,
+            runner_class,
             dry_run=dry_run,
             allow_non_finite=allow_non_finite,
         )
@@ -190,11 +200,14 @@ def tag_run(
         tags = [run_tag.name(TAG_PREFIX, branch, stamp, name)]
         run_tag.check_new(runs.git, tags[0], remote)
         if dry_run:
-            print(f"Would tag {commit} ({branch}) as {tags[0]} and push only that tag to {remote}.")
+            print(
+                f"Would tag {commit} ({branch}) as {tags[0]} and push only that tag to {remote} (runner class "
+                f"{runner_class})."
+            )
         else:
-            launch = record.Launch(message or f"Run {tags[0]}", branch)
+            launch = record.Launch(message or f"Run {tags[0]}", branch, runner=runner_class)
             run_tag.create_and_push(runs.git, tags[0], launch, remote)
-            print(f"Tagged {commit} ({branch}) as {tags[0]} and pushed it to {remote}.")
+            print(f"Tagged {commit} ({branch}) as {tags[0]} and pushed it to {remote} (runner class {runner_class}).")
     if dry_run:
         return
     url = ci.workflow_page(remote_url, WORKFLOW.name)
@@ -215,13 +228,15 @@ def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", d
     """Push the run's data, then commit dvc.lock as '<subject>-results' and push it to the tag's branch."""
     runner.at_root()
     auth = push_credential.git_auth(push_credential.withhold())  # for git's fetch and push alone, never DVC's
-    described = machine.describe_meanwhile()  # the runner's Python, OS and BLAS, for the record
+    described = results.describe_meanwhile()  # the runner's Python, OS, BLAS and GPUs, for the record
     env = runner.pipeline_environment()
     runner.require_ci_settings(env)
     runs = _runs(remote)
     tag = results.tag_to_share(runs.git, env, tag, TAG_PREFIX)
     if not dry_run:
         dvc_remote.configure(env)  # the remote's endpoint in .dvc/config.local, before DVC reads its config, once
+        runner_cache.configure_dvc(env)
+        dvc_locks.clear_stale(environment.ROOT)
     stopped = "run it again in this clone to finish; no ref points at missing data"
     with processes.stop_cleanly("invoke share", stopped), dvc_repo.opened(locked=True) as dvc:
         if not dry_run:

@@ -28,7 +28,7 @@ import pytest
 from gitrepos import ROOT, clone, copy_project, publish
 from loop_fixtures import ACTOR, RUN_ID, SECRETS, Remote, make_pipeline_cache, prefix_of
 
-from src.runloop import processes, services
+from src.runloop import processes, runner_cache, services
 from src.runloop.act import Act
 from src.runloop.project import WORKFLOW
 from src.runloop.services import MLFLOW_ARTIFACT_BUCKET, MlflowServer, S3Server
@@ -218,9 +218,11 @@ def remote(s3: S3) -> Remote:
 
 
 @pytest.fixture
-def act(tmp_path: Path, s3: S3, remote: Remote, mlflow_server: MlflowServer) -> Act:
+def act(tmp_path: Path, s3: S3, remote: Remote, mlflow_server: MlflowServer, venv_cache: Path) -> Act:
     """act set up as a runner of the repository: the workflow's secrets and variables naming the test's services."""
-    # Only what the workflow's environment block and GitHub give a runner: no DVC_REMOTE_URL, no AWS region.
+    # Only what the workflow's environment block and GitHub give a runner: no DVC_REMOTE_URL, no AWS region. The
+    # runner's cache is act's tool cache under the test's act HOME (DVC's cache, thrown away with the test), but
+    # the venv of the lock is built once per session.
     return Act(
         tmp_path,
         WORKFLOW,
@@ -230,6 +232,7 @@ def act(tmp_path: Path, s3: S3, remote: Remote, mlflow_server: MlflowServer) -> 
             "GITHUB_REPOSITORY": "example-org/mlproj",
             "GITHUB_RUN_ID": RUN_ID,
             "GITHUB_SERVER_URL": "https://github.example",
+            runner_cache.VENVS_ENV: str(runner_cache.venvs({"XDG_CACHE_HOME": str(venv_cache)})),
         },
         actor=ACTOR,
     )
@@ -237,9 +240,10 @@ def act(tmp_path: Path, s3: S3, remote: Remote, mlflow_server: MlflowServer) -> 
 
 @pytest.fixture(scope="session")
 def venv_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One XDG_CACHE_HOME for the whole session: the venv of the lock is installed once and reused.
+    """One XDG_CACHE_HOME for the whole session: the venv of the lock is installed once and reused (by
+    `nox -s reproduce` there, and by the workflow's environment step under act, through RUNLOOP_VENVS).
 
-    Shared by the xdist workers: reproduction.py holds a lock while it installs a venv.
+    Shared by the xdist workers: lock_venv holds a lock per lock hash while it builds a venv.
     """
     return _shared_dir(request, tmp_path_factory, "xdg-cache")
 

@@ -37,8 +37,9 @@ from faults_fixtures import (
 )
 from gitrepos import git
 
-from src.runloop import checks, environment, packages, stage
+from src.runloop import checks, dvc_locks, environment, packages, stage
 from src.runloop import mlflow_server as tracking_server
+from src.runloop.refusal import Refused
 
 # Values no tool knows: if one shows up in an output, the code under test printed it.
 PASSWORD = "pw-Zq81-never-print"  # noqa: S105
@@ -570,6 +571,134 @@ def test_a_signal_during_a_stage_stops_everything_and_marks_the_run_killed(tiny,
     again = json.loads(marker.read_text())["run_id"]
     assert mlflow_server.client().get_run(again).info.status == "FINISHED"
     assert (tiny / "out" / "sleeper.txt").read_text() == "slept 0\n"
+
+
+def start_sleeping_repro(tiny: Path, marker: Path, mlflow_url: str) -> tuple[subprocess.Popen, dict]:
+    """`invoke repro` of the tiny pipeline, its stage sleeping in its MLflow run; the process and what the stage
+    wrote once it was inside (its pid, its group: DVC's, and its MLflow run)."""
+    (tiny / "params.yaml").write_text(TINY_PARAMS.replace("seconds: 0", "seconds: 300"))
+    git("commit", "--quiet", "-am", "Sleep long", cwd=tiny)
+    env = {**os.environ, "MLFLOW_URL": mlflow_url, "SLEEPER_MARKER": str(marker)}
+    proc = subprocess.Popen(
+        [str(INVOKE), "repro"], cwd=tiny, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.1)
+    return proc, json.loads(marker.read_text())
+
+
+def gone(pgid: int, deadline: float = 60) -> list[int]:
+    """The processes of group `pgid` still running once they stopped, or when `deadline` seconds passed."""
+    end = time.monotonic() + deadline
+    while (left := group_running(pgid)) and time.monotonic() < end:
+        time.sleep(0.1)
+    return left
+
+
+@pytest.mark.slow
+def test_kill_9_of_repro_leaves_nothing_running_and_the_next_repro_runs(tiny, tmp_path, mlflow_server):
+    marker = tmp_path / "marker.json"
+    proc, inside = start_sleeping_repro(tiny, marker, mlflow_server.url)
+
+    proc.kill()  # SIGKILL to `invoke repro` alone: it can stop nothing itself
+    proc.communicate(timeout=60)
+
+    # DVC's process dies with its parent (PR_SET_PDEATHSIG) and stops its group, the stage with it.
+    assert gone(inside["pgid"]) == [] and not process_running(inside["pid"])
+    assert mlflow_server.client().get_run(inside["run_id"]).info.status == "KILLED"
+    (tiny / "params.yaml").write_text(TINY_PARAMS)
+    marker.unlink()
+    code, out = run_invoke(tiny, "repro", env={"MLFLOW_URL": mlflow_server.url, "SLEEPER_MARKER": str(marker)})
+    assert code == 0, out
+    assert "Unable to acquire lock" not in out and "is busy" not in out
+    assert (tiny / "out" / "sleeper.txt").read_text() == "slept 0\n"
+
+
+@pytest.mark.slow
+def test_a_dvc_lock_left_by_a_process_killed_outright_is_cleared_saying_so(tiny, tmp_path, mlflow_server):
+    marker = tmp_path / "marker.json"
+    proc, inside = start_sleeping_repro(tiny, marker, mlflow_server.url)
+    dvc = inside["pgid"]  # DVC's process leads the pipeline's group
+
+    # What a runner giving up on a cancelled job does, or the OOM killer: SIGKILL to everything at once.
+    os.killpg(dvc, signal.SIGKILL)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert gone(dvc) == []
+    held = json.loads((tiny / ".dvc" / "tmp" / "rwlock").read_text())  # left behind: nobody released it
+    infos = [*held["write"].values(), *(info for infos in held["read"].values() for info in infos)]
+    (command,) = {info["cmd"] for info in infos}
+    assert {info["pid"] for info in infos} == {dvc}
+    locked = {str(Path(path).relative_to(tiny)) for path in [*held["write"], *held["read"]]}
+    assert {"out/sleeper.txt", "src/sleeper.py"} <= locked  # what the stage writes, and reads
+
+    (tiny / "params.yaml").write_text(TINY_PARAMS)
+    code, out = run_invoke(tiny, "repro", env={"MLFLOW_URL": mlflow_server.url})
+
+    assert code == 0, out
+    cleared = [line for line in lines(out) if line.startswith("Cleared DVC's lock on ")]
+    assert len(cleared) == 1, out
+    assert cleared[0].endswith(
+        f"left by process {dvc} ({command}), which is no longer running (killed before it could release it)."
+    )
+    assert set(cleared[0].split(" on ", 1)[1].split(" left by ")[0].split(", ")) == locked
+    assert "failed" not in out.lower() and "is busy" not in out and "had been killed" not in out
+    assert not any(json.loads((tiny / ".dvc" / "tmp" / "rwlock").read_text()).values())  # no entry left
+
+
+def test_a_lock_entry_whose_pid_another_process_took_since_is_stale(tmp_path):
+    """After a runner's container restarts, pids start over: a live process with the dead holder's pid started
+    after the entry was written cannot be its holder (DVC itself would report it as "busy")."""
+    tmp = tmp_path / ".dvc" / "tmp"
+    tmp.mkdir(parents=True)
+    rwlock = tmp / "rwlock"
+    rwlock.write_text(json.dumps({"write": {"out/x": {"pid": os.getpid(), "cmd": "dvc repro"}}}))
+    os.utime(rwlock, (time.time() - 864000, time.time() - 864000))  # ten days ago: before this process started
+    said: list[str] = []
+
+    dvc_locks.clear_stale(tmp_path, said.append, wait=0)
+
+    assert said == [
+        f"Cleared DVC's lock on out/x left by process {os.getpid()} (dvc repro), which is no longer running (killed "
+        "before it could release it)."
+    ]
+    assert json.loads(rwlock.read_text()) == {}
+
+
+def test_a_lock_a_live_process_holds_is_named_not_blamed_on_a_stage(tmp_path):
+    tmp = tmp_path / ".dvc" / "tmp"
+    tmp.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(tmp / "lock")], stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        said: list[str] = []
+
+        with pytest.raises(Refused) as refused:
+            dvc_locks.clear_stale(tmp_path, said.append, wait=0.3)
+
+        assert said == [
+            f"Waiting up to 0 s for process {holder.pid} ({sys.executable} -c {HOLD_LOCK} {tmp / 'lock'}), which "
+            "holds DVC's lock in this workspace."
+        ]
+        assert str(refused.value) == (
+            f"DVC's lock in this workspace is held by process {holder.pid} ({sys.executable} -c {HOLD_LOCK} "
+            f"{tmp / 'lock'}), which is still running — let it finish, or stop it (kill {holder.pid}), then run again."
+        )
+    finally:
+        holder.communicate("")  # it lets go and exits
+    dvc_locks.clear_stale(tmp_path, said.append, wait=0)  # released: nothing to say, nothing to wait for
+
+
+# zc.lockfile's way, as DVC takes its repository lock: an flock, the holder's pid in the file.
+HOLD_LOCK = (
+    "import fcntl, os, sys; f = open(sys.argv[1], 'w'); fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); "
+    "f.write(' %d\\n' % os.getpid()); f.flush(); print('held', flush=True); sys.stdin.read()"
+)
 
 
 @pytest.mark.slow

@@ -45,8 +45,8 @@ from loop_fixtures import (
 )
 
 import tasks
-from src.runloop import dvc_repo
-from src.runloop.dvc_repo import COMMAND as DVC
+from src.runloop import dvc_repo, environment, results
+from src.runloop.refusal import Refused
 
 P = tasks.TAG_PREFIX  # tags the tests make by hand start like tag-run's
 
@@ -161,21 +161,35 @@ def test_share_refuses_when_the_cache_lost_an_output(dev, origin, s3, pipeline_c
 
 
 @pytest.mark.slow
-def test_not_on_remote_names_the_outputs_the_remote_lacks(dev, origin, s3, pipeline_cache, tmp_path, monkeypatch):
+def test_a_push_that_finds_an_output_nowhere_is_refused_naming_it(
+    dev, origin, s3, pipeline_cache, tmp_path, monkeypatch
+):
+    """An object gone from the cache after share's checks (another job pruning a shared cache): DVC's push only warns
+    and pushes the rest; share names the output and goes no further (DVC's own account, no second remote listing)."""
     tag = tag_run(dev)
     env = s3_env(s3)
     repo = runner(origin, tmp_path / "runner", tag, pipeline_cache, env)  # repro wrote the endpoint to config.local
     for name, value in s3.server.env().items():
         monkeypatch.setenv(name, value)
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(environment, "ROOT", repo)
     outs = lock_outs((repo / "dvc.lock").read_text())
+    path, md5 = sorted(outs.items())[0]
+    lost = repo / ".dvc" / "cache" / dvc_key(md5)
+    lost.parent.chmod(0o755)
+    lost.unlink()
 
-    with dvc_repo.opened(repo) as dvc:
-        assert dvc.not_on_remote() == [f"{path} (new)" for path in sorted(outs)]
+    with dvc_repo.opened(repo) as dvc, pytest.raises(Refused) as refused:
+        results.push_data(dvc)
 
-    assert subprocess.run([*DVC, "push", "--quiet"], cwd=repo, env=env).returncode == 0
+    assert str(refused.value) == (
+        f"The DVC remote lacks data dvc.lock names: {path} (missing) — nothing was pushed to git; check the remote "
+        "and share again (if this clone lost the data too, `invoke repro --force` remakes it)."
+    )
+    held = set(s3.server.keys(s3.dvc_bucket))
+    assert {dvc_key(m) for p, m in outs.items() if p != path} <= held and dvc_key(md5) not in held  # the rest went
     with dvc_repo.opened(repo) as dvc:
-        assert dvc.not_on_remote() == []
-    assert keys_of((repo / "dvc.lock").read_text()) <= set(s3.server.keys(s3.dvc_bucket))
+        assert dvc.push()[1] == [md5]  # and DVC's push says so again, having nothing else to send
 
 
 # -- row 9 (share side): SIGINT/SIGTERM during the push -----------------------------------------------------------

@@ -40,7 +40,7 @@ from gitrepos import (
 )
 
 import tasks
-from src.runloop import rehearsal, run_tag, services
+from src.runloop import rehearsal, run_tag, runner_cache, services
 
 MODULE = "src.runloop.rehearsal"
 TIMEOUT = 600
@@ -62,9 +62,15 @@ def rehearse(
     )
 
 
+@pytest.fixture(autouse=True)
+def shared_venvs(venv_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rehearsals' runner builds the venv of the lock once per test session (as `nox -s reproduce` keeps it)."""
+    monkeypatch.setenv(runner_cache.VENVS_ENV, str(runner_cache.venvs({"XDG_CACHE_HOME": str(venv_cache)})))
+
+
 def step_running(project: Path, command: str) -> str:
-    """The name of the workflow step whose script is `command`."""
-    (job,) = yaml.safe_load((project / tasks.WORKFLOW).read_text())["jobs"].values()
+    """The name of the run job's step whose script is `command`."""
+    job = yaml.safe_load((project / tasks.WORKFLOW).read_text())["jobs"]["run"]
     return next(step["name"] for step in job["steps"] if step.get("run") == command)
 
 
@@ -113,8 +119,10 @@ def test_says_how_to_install_act_when_it_is_missing(project, tmp_path):
 
 def test_refuses_a_workflow_with_no_step_act_can_run_here(project, tmp_path):
     workflow = project / tasks.WORKFLOW
-    (job_id,) = yaml.safe_load(workflow.read_text())["jobs"]
-    text, count = re.subn(r"^(\s*runs-on:).*$", r"\1 ubuntu-latest", workflow.read_text(), flags=re.MULTILINE)
+    job_id = next(iter(yaml.safe_load(workflow.read_text())["jobs"]))  # the route job: labels written out
+    text, count = re.subn(
+        r"^(\s*runs-on:) \[.*$", r"\1 ubuntu-latest", workflow.read_text(), count=1, flags=re.MULTILINE
+    )
     assert count == 1
     workflow.write_text(text)
     git("commit", "--quiet", "-am", "Run on GitHub's machines", cwd=project)
@@ -214,11 +222,23 @@ def test_nox_lists_the_session_and_the_session_runs_the_module():
 # -- rehearsals ---------------------------------------------------------------------------------------------------
 
 
+def test_refuses_a_runner_class_the_table_does_not_have(project, tmp_path):
+    result = rehearse(project, "--runner", "gpux", env={"TMPDIR": str(tmp_path)})
+
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-1] == (
+        "Runner class 'gpux' is not in invoke.yaml's runloop.runners (cpu, gpu) — use one of those, or add it to the "
+        "table (docs/runners.md)."
+    )
+    assert "Starting throwaway services" not in result.stdout
+    assert list(tmp_path.glob("rehearsal-*")) == []
+
+
 @pytest.mark.slow
 def test_a_good_commit_prints_its_results_commit_and_exits_0(project, tmp_path, untouched_checkout):
     head, before = commit_of(project, "HEAD"), refs(project)
 
-    result = rehearse(project, env={"TMPDIR": str(tmp_path)})
+    result = rehearse(project, "--runner", "gpu", env={"TMPDIR": str(tmp_path)})  # the routing rehearsed too
 
     out = result.stdout
     assert result.returncode == 0, out
@@ -233,6 +253,8 @@ def test_a_good_commit_prints_its_results_commit_and_exits_0(project, tmp_path, 
     assert results, produced
     assert f"\n  {subject(project, 'HEAD')}-results\n" in produced
     assert f"\n  Run-Tag: {tag}\n  Run-Commit: {head}\n" in produced
+    assert 'The route job sent the run to runner class gpu: runs-on ["self-hosted", "igz", "gpu"].' in produced
+    assert "\n  Runner-Class: gpu\n" in produced
     assert re.search(r"^ +dvc\.lock \| +\d+ \+++", produced, re.M)
     # The MLflow runs the trailers name are the ones listed, one per stage that logs, with their links.
     link = r"http://127\.0\.0\.1:\d+/#/experiments/\d+/runs/(\w+)"

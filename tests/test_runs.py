@@ -28,7 +28,7 @@ from src.runloop.runs import Run, Runs
 def three_runs(dev: Path, origin: Path, tmp_path: Path) -> tuple[str, str, str, str, str]:
     """A run waiting for results, one with results on main, one with results on results/<tag>."""
     # Runs are listed by their tag's time, which git keeps in seconds: each tag gets its own second.
-    waiting = tag_run(dev, "--name", "waiting", env=tagged_at(1))
+    waiting = tag_run(dev, "--name", "waiting", "--runner", "gpu", env=tagged_at(1))
     landed = tag_run(dev, "--name", "landed", "--message", "Baseline", env=tagged_at(2))
     aside = tag_run(dev, "--name", "aside", env=tagged_at(3))
     on_main = record_by_hand(origin, tmp_path / "r1", landed, "refs/heads/main", ["metrics/eval.json acc: 0.97"])
@@ -56,12 +56,14 @@ def test_runs_shows_each_state(dev, origin, tmp_path):
 
     table = runs(user).splitlines()
 
-    assert table[0].split() == ["tagged", "tag", "branch", "commit", "state", "metrics", "MLflow"]
+    assert table[0].split() == ["tagged", "tag", "branch", "runner", "commit", "state", "metrics", "MLflow"]
     by_tag = {line.split()[2]: line for line in table[1:]}
     assert list(by_tag) == [aside, landed, waiting]  # newest first
-    assert by_tag[waiting].split()[3:] == ["main", commit_of(user, waiting)[:12], "waiting", "for", "results", "-", "-"]
+    waiting_row = ["main", "gpu", commit_of(user, waiting)[:12], "waiting", "for", "results", "-", "-"]
+    assert by_tag[waiting].split()[3:] == waiting_row  # the class it asked for (tag-run --runner gpu)
     assert by_tag[landed].split()[3:] == [
         "main",
+        "cpu",
         commit_of(user, landed)[:12],
         "results",
         "on",
@@ -80,6 +82,7 @@ def test_runs_shows_each_state(dev, origin, tmp_path):
         (waiting, "waiting", "waiting for results", None),
     ]
     assert listed[1]["message"] == "Baseline" and listed[1]["mlflow_runs"] == [MLFLOW_RUN]
+    assert [r["runner_class"] for r in listed] == ["cpu", "cpu", "gpu"]
     assert [r["tag"] for r in json.loads(runs(user, "--json", "--no-fetch", "--limit", "1"))] == [aside]
     assert json.loads(runs(user, "--json", "--no-fetch", "--branch", "other")) == []
     assert runs(user, "--no-fetch", "--branch", "other").strip() == "No runs yet: `invoke tag-run` launches one."
@@ -94,6 +97,7 @@ def test_runs_run_shows_the_chain_and_find_names_the_run(dev, origin, tmp_path):
     assert chain.startswith(f"Run {landed}: results on main\n")
     assert f"  results      {on_main} on main\n" in chain
     assert f"  MLflow run   {MLFLOW_RUN}\n" in chain
+    assert "  runner       class cpu\n" in chain  # the record names no runner (record_by_hand: no CI)
     assert re.search(rf"^  models/model\.pkl +{'ab' * 16} +train +no remote configured$", chain, re.MULTILINE)
     assert "Environment of the runner:\n  not recorded" in chain  # this results commit records none
     assert runs(user, "--run", on_main[:10], "--no-fetch").startswith(f"Run {landed}: ")  # by its results commit

@@ -76,6 +76,7 @@ def test_share_pushes_data_then_commits_results(dev, origin, s3, pipeline_cache,
         "Run-Commit": [tagged],
         "Run-Outcome": ["results"],
         "MLflow-Run": run_ids,
+        "Runner-Class": ["cpu"],  # what tag-run recorded: the default class
         "Run-Record": ["2"],
     }
     accuracy = json.loads((repo / "metrics" / "evaluate.json").read_text())["accuracy"]

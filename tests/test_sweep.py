@@ -41,12 +41,15 @@ def changed_lines(old: str, new: str) -> list[tuple[str, str]]:
 
 
 def test_sweep_pushes_a_commit_and_a_tag_per_leg_each_in_its_own_push(dev, origin):
+    # Every leg records the runner class it asks for: the route job sends each to that class's runners.
     log = log_pushes(origin)
     base = git("rev-parse", "HEAD", cwd=dev)
     before = refs(origin)
     text = (dev / PARAMS).read_text()
 
-    stem, tags, out = sweep(dev, "--set", "train.epochs=20,40,80", "--set", "evaluate.threshold=0.4", "--name", "ep")
+    stem, tags, out = sweep(
+        dev, "--set", "train.epochs=20,40,80", "--set", "evaluate.threshold=0.4", "--name", "ep", "--runner", "gpu"
+    )
 
     assert re.fullmatch(rf"{re.escape(tasks.TAG_PREFIX)}-main-\d{{8}}-\d{{6}}-ep", stem)
     assert tags == [f"{stem}-1", f"{stem}-2", f"{stem}-3"]
@@ -70,7 +73,7 @@ def test_sweep_pushes_a_commit_and_a_tag_per_leg_each_in_its_own_push(dev, origi
         assert (values["train"]["epochs"], values["evaluate"]["threshold"]) == (epochs, 0.4)
         number = tags.index(tag) + 1
         assert annotation(origin, tag) == (
-            f"Leg {number}/3 of sweep {stem}\n\nBranch: main\nSweep: {stem}\nLeg: {number}/3\n"
+            f"Leg {number}/3 of sweep {stem}\n\nBranch: main\nRunner-Class: gpu\nSweep: {stem}\nLeg: {number}/3\n"
             f"Set: train.epochs={epochs}\nSet: evaluate.threshold=0.4\nRun-Record: 2"
         )
         assert git("log", "-1", "--format=%s", leg, cwd=origin) == (

@@ -57,7 +57,7 @@ def test_tag_run_pushes_only_an_annotated_tag(dev, origin):
     assert git("rev-parse", f"refs/tags/{tag}^{{commit}}", cwd=origin) == head
     assert git("cat-file", "-t", f"refs/tags/{tag}", cwd=origin) == "tag"
     body = git("cat-file", "-p", f"refs/tags/{tag}", cwd=origin).partition("\n\n")[2]
-    assert body == "Try a deeper forest\n\nBranch: main\nRun-Record: 2"
+    assert body == "Try a deeper forest\n\nBranch: main\nRunner-Class: cpu\nRun-Record: 2"  # the default class
     # It says what it tagged and where to watch.
     assert head in result.stdout and tag in result.stdout
     assert "github_actions_pipeline.yml" in result.stdout
@@ -71,7 +71,7 @@ def test_tag_run_names_the_branch(dev, origin):
 
     assert re.fullmatch(rf"{re.escape(tasks.TAG_PREFIX)}-feature-new-idea-\d{{8}}-\d{{6}}", tag)
     body = git("cat-file", "-p", f"refs/tags/{tag}", cwd=origin).partition("\n\n")[2]
-    assert body == f"Run {tag}\n\nBranch: feature/New_Idea\nRun-Record: 2"
+    assert body == f"Run {tag}\n\nBranch: feature/New_Idea\nRunner-Class: cpu\nRun-Record: 2"
 
 
 def test_tag_run_dry_run_changes_nothing(dev, origin):

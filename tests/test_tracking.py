@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,9 @@ def test_ci_run_url():
 def test_run_tags_name_the_commit_and_the_launch():
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, check=True, capture_output=True, text=True)
     env = {"RUN_TAG": "run-example-x", "RUN_CI_URL": "https://github.com/a/b/actions/runs/1"}  # as repro sets them
+    runner = ci.runner({"GITHUB_ACTIONS": "true", "RUNNER_NAME": "gpu-box-1", ci.RUNNER_CLASS: "gpu",
+                        ci.RUNNER_LABELS: '["self-hosted", "igz", "gpu"]'})  # fmt: skip
+    env.update(tracking.runner_variables(runner))
     tags = tracking.run_tags("train", env)
     assert tags.pop("git_dirty") in ("true", "false")
     recorded = {key.removeprefix("env."): tags.pop(key) for key in list(tags) if key.startswith("env.")}
@@ -106,7 +110,31 @@ def test_run_tags_name_the_commit_and_the_launch():
         "mlflow.source.git.commit": commit,
         "run_tag": "run-example-x",
         "ci_run_url": "https://github.com/a/b/actions/runs/1",
+        "runner.class": "gpu",
+        "runner.name": "gpu-box-1",
+        "runner.labels": "self-hosted, igz, gpu",
     }
+    assert ci.runner({"RUNNER_NAME": "laptop"}) == ci.Runner()  # off CI: no runner to speak of
+
+
+def test_a_stage_run_logs_system_metrics_unless_turned_off(project, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient, fluent
+
+    monkeypatch.setattr(tracking, "ROOT", project)
+    uri = f"sqlite:///{tmp_path}/store.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")  # MLflow's own setting (default 10 s)
+
+    with tracking.stage_run("train", "unit", root=tmp_path) as run:
+        monitor = fluent.run_id_to_system_metrics_monitor[run.info.run_id]
+        deadline = time.monotonic() + 60
+        while monitor._logging_step < 1:  # one sample taken and queued: what a stage of a second or more gets
+            assert time.monotonic() < deadline, "MLflow's system metrics monitor never took a sample"
+            time.sleep(0.1)
+
+    logged = MlflowClient(uri).get_run(run.info.run_id).data.metrics
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= logged.keys()
+    assert tracking._system_metrics({}) and not tracking._system_metrics({tracking.SYSTEM_METRICS_ENV: "false"})
 
 
 def test_read_record(tmp_path):

@@ -140,7 +140,7 @@ def test_watch_stops_at_the_first_failure_with_its_step_and_url(dev, origin, rep
         sha,
         failing,
         Phase("queued"),
-        Phase("in_progress", step="Install locked dependencies"),
+        Phase("in_progress", step="Set up the locked environment"),
         Phase("completed", "failure", "Reproduce the pipeline"),
     )
     env = api_env(replay.url, GITHUB_TOKEN=replay.token)
@@ -157,6 +157,31 @@ def test_watch_stops_at_the_first_failure_with_its_step_and_url(dev, origin, rep
     still = f"{going}  running: step 'Reproduce the pipeline'  {WEB}/actions/runs/1"
     assert lines_of(result.stdout, going)[-1] == still
     assert replay.token not in result.stdout
+
+
+def test_watch_says_when_a_run_waits_for_a_runner_of_its_class(dev, origin, replay):
+    tag = tag_run(dev, "--runner", "gpu")
+    sha = commit_of(dev, tag)
+    gpu = ("self-hosted", "igz", "gpu")
+    # The route job is done (the run is in progress); the run job waits for a gpu runner: a moment, then for long.
+    scripted = replay.script(
+        sha,
+        tag,
+        Phase("in_progress", queued_since=watch_fixtures.now(), labels=gpu),
+        Phase("in_progress", queued_since="2026-11-28T10:00:00Z", labels=gpu),
+    )
+    env = api_env(replay.url, GH_TOKEN=replay.token)
+
+    result = invoke(dev, "watch", "--run", tag, "--interval", "0.2", "--timeout", "2", env=env)
+
+    assert result.returncode == 2, result.stdout
+    url = f"{WEB}/actions/runs/{scripted.run_id}"
+    assert lines_of(result.stdout, tag) == [
+        f"{tag}  queued: job 'Reproduce and share results' waits for a runner with labels [self-hosted, igz, gpu]  "
+        f"{url}",
+        f"{tag}  queued: job 'Reproduce and share results' has waited since 2026-11-28 10:00:00 UTC for a runner with "
+        f"labels [self-hosted, igz, gpu] — is one of that class online? (docs/runners.md)  {url}",
+    ]
 
 
 def test_watch_falls_back_to_git_when_the_api_refuses(dev, origin, replay):

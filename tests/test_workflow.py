@@ -22,6 +22,7 @@ from gitrepos import (
     dvc_key,
     files_named,
     git,
+    invoke,
     lock_outs,
     parents,
     refs,
@@ -41,7 +42,7 @@ from loop_fixtures import (
 )
 
 import tasks
-from src.runloop import ci, run_tag
+from src.runloop import ci, record, run_tag, runner_classes
 from src.runloop.services import BIN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,8 +58,15 @@ def workflow() -> dict:
 
 @pytest.fixture(scope="module")
 def job(workflow: dict) -> dict:
-    (only,) = workflow["jobs"].values()
-    return only
+    """The run job: reproduce and share."""
+    assert list(workflow["jobs"]) == ["route", "run"]
+    return workflow["jobs"]["run"]
+
+
+@pytest.fixture(scope="module")
+def route_job(workflow: dict) -> dict:
+    """The first job: the runner class of the tag, mapped to the run job's labels."""
+    return workflow["jobs"]["route"]
 
 
 # -- the file ---------------------------------------------------------------------------------------------------
@@ -74,10 +82,12 @@ def test_workflow_runs_for_the_tags_tag_run_makes(workflow):
     assert not fnmatch("example-run-main-20260102-030405", pattern)
 
 
-def test_workflow_grants_least_privilege(workflow, job):
+def test_workflow_grants_least_privilege(workflow, job, route_job):
     assert workflow["permissions"] == {}
     assert job["permissions"] == {"contents": "read"}  # share pushes with ACCESS_TOKEN, not the job's token
+    assert route_job["permissions"] == {"contents": "read"}  # the tag's annotation; the failure record as share
     assert 0 < job["timeout-minutes"] <= 120
+    assert 0 < route_job["timeout-minutes"] <= 5  # it installs nothing: an unknown class fails in seconds
     assert workflow["concurrency"]["cancel-in-progress"] is False  # never kill a run halfway through a push
 
 
@@ -88,14 +98,23 @@ def test_workflow_pins_actions_by_sha():
         assert re.fullmatch(r"(- )?uses: [\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+", line), line
 
 
-def test_workflow_steps_are_single_task_calls(workflow, job):
+def test_workflow_steps_are_single_task_calls(workflow, job, route_job):
     runs = [step["run"] for step in job["steps"] if "run" in step]
-    assert runs == ["pipenv sync --system", "invoke repro", "invoke share", "python3 -m src.runloop.failure"]
+    assert runs == [
+        "python3 -m src.runloop.lock_venv",
+        "invoke repro",
+        "invoke share",
+        "python3 -m src.runloop.failure",
+    ]
+    assert [step["run"] for step in route_job["steps"] if "run" in step] == [
+        "python3 -m src.runloop.route",
+        "python3 -m src.runloop.failure",
+    ]
     # The failure record runs only when a step failed or the job was cancelled, and needs nothing installed.
-    assert job["steps"][-1]["if"] == "failure() || cancelled()"
+    assert job["steps"][-1]["if"] == route_job["steps"][-1]["if"] == "failure() || cancelled()"
     # Every step's output is kept for it, through the shell that runs the steps.
     assert workflow["defaults"] == {"run": {"shell": "python3 -m src.runloop.step_log {0}"}}
-    for script in runs:
+    for script in runs + [step["run"] for step in route_job["steps"] if "run" in step]:
         assert "${{" not in script
         if script.startswith("invoke "):
             assert callable(getattr(tasks, script.split()[1].replace("-", "_")))
@@ -135,18 +154,62 @@ def test_workflow_gives_the_push_token_to_share_alone(job):
     assert _step(job, "invoke share")["env"] == {"ACCESS_TOKEN": "${{ secrets.ACCESS_TOKEN }}"}
     # repro learns only whether the secret is set, to name it when missing.
     assert _step(job, "invoke repro")["env"] == {"ACCESS_TOKEN_SET": "${{ secrets.ACCESS_TOKEN != '' }}"}
-    assert "env" not in _step(job, "pipenv sync --system")
+    assert "env" not in _step(job, "python3 -m src.runloop.lock_venv")
     # The failure record pushes with it too; it runs no code of the pipeline's.
     failure = _step(job, "python3 -m src.runloop.failure")
     assert failure["env"] == {"ACCESS_TOKEN": "${{ secrets.ACCESS_TOKEN }}", "JOB_STATUS": "${{ job.status }}"}
-    # Nowhere else: the checkout's token (the fetch), repro's flag, share's and the failure record's steps.
+    # The route job's own failure record too; its route step gets the job's read-only token, for the tag alone.
+    (route_job,) = [j for name, j in yaml.safe_load(WORKFLOW.read_text())["jobs"].items() if name == "route"]
+    assert _step(route_job, "python3 -m src.runloop.failure")["env"] == failure["env"]
+    assert _step(route_job, "python3 -m src.runloop.route")["env"] == {"GITHUB_TOKEN": "${{ github.token }}"}
+    # Nowhere else: the route job's failure record, the checkout's token (the fetch), repro's flag, share's and the
+    # failure record's steps.
     uses = re.findall(r"^.*secrets\.ACCESS_TOKEN.*$", WORKFLOW.read_text(), flags=re.MULTILINE)
     assert [line.split(":")[0].strip() for line in uses] == [
+        "ACCESS_TOKEN",
         "token",
         "ACCESS_TOKEN_SET",
         "ACCESS_TOKEN",
         "ACCESS_TOKEN",
     ]
+
+
+def test_the_run_job_runs_where_the_route_job_sends_it(job, route_job):
+    table = runner_classes.read(ROOT)
+    # The route job runs on the default class's runners; the run job on the labels the route job chose.
+    assert route_job["runs-on"] == list(table.labels(table.default))
+    assert job["needs"] == "route"
+    assert job["runs-on"] == "${{ fromJSON(needs.route.outputs.labels) }}"
+    assert route_job["outputs"] == {
+        "class": "${{ steps.route.outputs.class }}",
+        "labels": "${{ steps.route.outputs.labels }}",
+    }
+    # What the route chose is recorded with the run (ci.runner reads these).
+    assert {k: job["env"][k] for k in (ci.RUNNER_CLASS, ci.RUNNER_LABELS)} == {
+        ci.RUNNER_CLASS: "${{ needs.route.outputs.class }}",
+        ci.RUNNER_LABELS: "${{ needs.route.outputs.labels }}",
+    }
+    # actionlint knows every label a class names (GitHub's own aside).
+    known = yaml.safe_load((ROOT / ".github" / "actionlint.yaml").read_text())["self-hosted-runner"]["labels"]
+    named = {label for labels in table.classes.values() for label in labels} - {"self-hosted"}
+    assert named <= set(known)
+
+
+def test_workflow_passes_actionlint_which_checks_the_routing(tmp_path):
+    """actionlint reads what zizmor and the schema do not: a needs output that does not exist, expression types."""
+    lint = [str(BIN / "actionlint"), "-color=false"]
+    good = subprocess.run([*lint, str(WORKFLOW)], cwd=ROOT, capture_output=True, text=True)
+    assert good.returncode == 0, good.stdout + good.stderr
+
+    broken = tmp_path / ".github" / "workflows" / WORKFLOW.name
+    broken.parent.mkdir(parents=True)
+    broken.write_text(
+        WORKFLOW.read_text().replace("fromJSON(needs.route.outputs.labels)", "fromJSON(needs.route.outputs.label)")
+    )
+    (tmp_path / ".github" / "actionlint.yaml").write_text((ROOT / ".github" / "actionlint.yaml").read_text())
+    found = subprocess.run([*lint, str(broken)], cwd=tmp_path, capture_output=True, text=True)
+    assert found.returncode == 1
+    assert 'property "label" is not defined in object type {class: string; labels: string}' in found.stdout
 
 
 def test_workflow_and_dependabot_pass_zizmor_pedantic():
@@ -194,6 +257,7 @@ def test_workflow_runs_the_loop_end_to_end(dev, origin, act, s3, remote, mlflow_
         "Run-Outcome": ["results"],
         "CI-Run": [CI_RUN],
         "Run-Attempt": ["1"],
+        "Runner-Class": ["cpu"],  # tag-run's default class, which the route job sent the run to
         "Run-Record": ["2"],
     }
     bot = f"{ACTOR} <{ACTOR}@users.noreply.github.com>"
@@ -283,6 +347,81 @@ def test_workflow_runs_the_loop_end_to_end(dev, origin, act, s3, remote, mlflow_
     assert parents(origin, main) == [moved]
     assert trailers(origin, main)["Run-Tag"] == [odd]
     assert files_named("pwned*", tmp_path, isolated_env) + list(Path.cwd().glob("pwned*")) == []
+
+
+@pytest.mark.slow
+def test_a_run_goes_to_the_runners_of_its_class(dev, origin, act, s3, remote, mlflow_server, tmp_path):
+    """Two label sets: a run tagged for class gpu gets gpu's labels, one tagged without --runner the default's; each
+    records the class, the runner's labels and its GPU, in its outcome record and in MLflow."""
+    gpu = tag_run(dev, "--runner", "gpu", "--name", "gpu")
+
+    first = act.run(clone(origin, tmp_path / "runner-gpu", f"refs/tags/{gpu}"), gpu)
+
+    log = ran(first)
+    assert first.jobs == {"route": "success", "run": "success"}
+    assert first.outputs["route"] == {"class": "gpu", "labels": json.dumps(["self-hosted", "igz", "gpu"])}
+    assert "Runner class gpu: the run job runs on [self-hosted, igz, gpu]." in log
+    # The run job's environment step: the venv of Pipfile.lock, built once (this session) or reused, first on PATH.
+    assert re.search(r"(Installing|Reusing) the environment for lock [0-9a-f]{16}", log)
+    results = refs(origin)["refs/heads/main"]
+    outcome = record.parse_outcome(git("log", "-1", "--format=%B", results, cwd=origin))
+    assert outcome.runner == "gpu"
+    assert outcome.machine["labels"] == "self-hosted, igz, gpu"
+    assert outcome.machine["gpu"] == "none (no nvidia-smi on this machine)"
+    client = mlflow_server.client()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    for stage_run in client.search_runs(experiments, f"tags.run_tag = '{gpu}'"):
+        tags = stage_run.data.tags
+        assert (tags["runner.class"], tags["runner.labels"]) == ("gpu", "self-hosted, igz, gpu")
+        assert tags["env.gpu"] == outcome.machine["gpu"]
+
+    cpu = tag_run(dev, "--name", "cpu")  # no --runner: the default class
+    # The runner kept DVC's cache (and run cache) outside the workspace: the next job needs nothing from the remote.
+    pushed = remote.keys(s3)
+    client_s3 = s3.server.client()
+    for key in pushed:
+        client_s3.delete_object(Bucket=remote.bucket, Key=f"{remote.prefix}/{key}")
+
+    second = act.run(clone(origin, tmp_path / "runner-cpu", f"refs/tags/{cpu}"), cpu)
+
+    log = ran(second)
+    assert second.outputs["route"] == {"class": "cpu", "labels": json.dumps(["self-hosted", "igz", "cpu"])}
+    assert re.search(r"Reusing the environment for lock [0-9a-f]{16}", log)  # the same lock: nothing installed
+    assert "Running stage" not in log  # restored from the runner's own cache, with the remote emptied
+    assert remote.keys(s3) == pushed  # and share pushed it all back
+    same = refs(origin)[f"refs/heads/results/{cpu}"]
+    recorded = record.parse_outcome(git("log", "-1", "--format=%B", same, cwd=origin))
+    assert (recorded.runner, recorded.machine["labels"]) == ("cpu", "self-hosted, igz, cpu")
+    # `invoke runs` shows each run's class.
+    listed = {line.split()[2]: line.split()[4] for line in invoke(dev, "runs").stdout.splitlines()[1:]}
+    assert (listed[gpu], listed[cpu]) == ("gpu", "cpu")
+
+
+@pytest.mark.slow
+def test_an_unknown_runner_class_fails_the_route_job_in_one_line_and_is_recorded(dev, origin, act, s3, remote):
+    head = git("rev-parse", "HEAD", cwd=dev)
+    tag = f"{tasks.TAG_PREFIX}-main-20260101-000000-byhand"  # pushed by hand, naming a class the table lacks
+    git("tag", "--annotate", "--cleanup=verbatim", "-m", "By hand\n\nBranch: main\nRunner-Class: gpux\n", tag, head,
+        cwd=dev)  # fmt: skip
+    git("push", "--quiet", "origin", f"refs/tags/{tag}", cwd=dev)
+    state = refs(origin)
+
+    result = act.run(clone(origin, act.base / "runner", f"refs/tags/{tag}"), tag)
+
+    said = (
+        f"Run {tag} asks for runner class 'gpux', which invoke.yaml's runloop.runners does not have (cpu, gpu) — tag "
+        "the commit again with `invoke tag-run --runner CLASS`, naming one of those, or add the class to the table."
+    )
+    assert (result.returncode, result.jobs) == (1, {"route": "failure"})  # the run job never started
+    assert result.steps["Read the runner class"] == "failure"
+    assert said in result.log and "Traceback" not in result.log
+    assert "Installing the environment" not in result.log and remote.keys(s3) == set()
+    # Its record on origin: failed at the route step, the class it asked for, the line that says why.
+    failed = refs(origin)[f"refs/heads/failed/{tag}"]
+    assert refs(origin) == {**state, f"refs/heads/failed/{tag}": failed}
+    found = trailers(origin, failed)
+    assert (found["Failed-Step"], found["Runner-Class"]) == (["python3 -m src.runloop.route"], ["gpux"])
+    assert said in git("log", "-1", "--format=%B", failed, cwd=origin)
 
 
 @pytest.mark.slow

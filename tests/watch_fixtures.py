@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -30,7 +31,7 @@ ABSENT = "absent"  # a phase in which GitHub lists no run for the tag yet
 # The workflow's step names, as the Actions API reports them (GitHub adds "Set up job" and "Complete job").
 STEPS = [
     "Set up job",
-    *(s["name"] for s in next(iter(yaml.safe_load(Path(tasks.WORKFLOW).read_text())["jobs"].values()))["steps"]),
+    *(s["name"] for s in yaml.safe_load(Path(tasks.WORKFLOW).read_text())["jobs"]["run"]["steps"]),
     "Complete job",
 ]
 
@@ -43,6 +44,14 @@ class Phase:
     conclusion: str | None = None
     step: str | None = None
     then: Callable[[], None] | None = None  # run once, when this phase is first served (e.g. share's push)
+    # The run job waits for a runner with these labels (status "queued", no runner_name) since this time; the run
+    # itself may be "in_progress" (its route job is done). None: the job was created a moment ago.
+    queued_since: str | None = None
+    labels: tuple[str, ...] = ("self-hosted", "igz", "cpu")
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -86,10 +95,10 @@ class Scripted:
             "check_suite_id": 42 + self.run_id,
             "url": f"{API}/actions/runs/{self.run_id}",
             "html_url": f"{WEB}/actions/runs/{self.run_id}",
-            "created_at": STAMP,
+            "created_at": phase.queued_since or now(),
             "updated_at": STAMP,
             "run_attempt": 1,
-            "run_started_at": STAMP,
+            "run_started_at": phase.queued_since or now(),
             "jobs_url": f"{API}/actions/runs/{self.run_id}/jobs",
             "logs_url": f"{API}/actions/runs/{self.run_id}/logs",
             "head_commit": {"id": self.sha, "tree_id": self.sha, "message": "A run", "timestamp": STAMP},
@@ -111,6 +120,7 @@ class Scripted:
             steps.append({"name": name, "status": status, "conclusion": conclusion, "number": number,
                           "started_at": STAMP if status != "queued" else None,
                           "completed_at": STAMP if status == "completed" else None})  # fmt: skip
+        waiting = phase.status == "queued" or phase.queued_since is not None
         job = {
             "id": 100 + self.run_id,
             "run_id": self.run_id,
@@ -121,19 +131,20 @@ class Scripted:
             "head_branch": self.tag,
             "url": f"{API}/actions/jobs/{100 + self.run_id}",
             "html_url": f"{WEB}/actions/runs/{self.run_id}/job/{100 + self.run_id}",
-            "status": "queued" if phase.status == "queued" else phase.status,
+            "status": "queued" if waiting else phase.status,
             "conclusion": phase.conclusion,
-            "created_at": STAMP,
-            "started_at": STAMP,
+            "created_at": phase.queued_since or now(),
+            "started_at": None if waiting else STAMP,
             "completed_at": STAMP if phase.status == "completed" else None,
             "name": "Reproduce and share results",
-            "steps": steps if phase.status != "queued" else [],
+            "steps": [] if waiting else steps,
             "check_run_url": f"{API}/check-runs/{100 + self.run_id}",
-            "labels": ["self-hosted", "igz", "cpu"],
-            "runner_id": 1,
-            "runner_name": "runner-1",
-            "runner_group_id": 1,
-            "runner_group_name": "Default",
+            "labels": list(phase.labels),
+            # GitHub's documented shape of a job no runner has taken yet: its runner fields are null.
+            "runner_id": None if waiting else 1,
+            "runner_name": None if waiting else "runner-1",
+            "runner_group_id": None if waiting else 1,
+            "runner_group_name": None if waiting else "Default",
             "workflow_name": "Run example pipeline",
         }
         return {"total_count": 1, "jobs": [job]}

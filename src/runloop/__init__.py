@@ -5,6 +5,8 @@ each import only the layers below them:
 
   flows (one per command's logic)
     run_tag          run tags: the checks before a launch, the tag's name, pushing it alone
+    route            the workflow's route job: the tag's runner class mapped to the run job's runs-on labels
+    lock_venv        the run job's environment step (and reproduce's): a venv per Pipfile.lock, built once, kept
     sweep            sweeps: the legs, their commits and tags, the table (sweep_grammar: --set; params_yaml: edits)
     results          invoke share: checks, the plan, the data first, then the results record and its push
     failure          the workflow's last step: the record of a failed or cancelled run (standard library only)
@@ -36,20 +38,24 @@ each import only the layers below them:
     mlflow_runs      MLflow runs found by their run tag, with their artifacts, logged models and versions; deleted
     mlflow_server    the MLflow tracking server asked over its REST API, with a short timeout
     act              act running the workflow on this machine, as the runner would
+    runner_cache     what a self-hosted runner keeps between jobs: the venvs, DVC's cache (linked into workspaces)
+    dvc_locks        DVC's locks in a workspace: what a dead process left, cleared; a live holder, named
     services         throwaway moto S3, MLflow server and bare origin on loopback, for tests and rehearsals
   base
     environment      .env, the settings a run reads, the MLflow tracking URI, redaction of URLs and messages
     stage            helpers every pipeline stage uses: its params section, one clear line for a bad input
     runner           where a task runs: the project root, the pipeline's environment, the CI run's settings
+    runner_classes   invoke.yaml's runner classes: class → runs-on labels, and the default
+    invoke_yaml      invoke.yaml's runloop section read with the standard library (the runner's first steps)
     push_credential  the push token: kept from the pipeline, given to git's fetch and push alone
     packages         this Python and its installed packages against Pipfile and Pipfile.lock
     processes        process groups, signals, children that die with their parent
     disk             the disk under a folder: a write that ran out of room, the room left, what a folder holds
-    machine          the machine a run ran on: Python, OS, CPU, BLAS
+    machine          the machine a run ran on: Python, OS, CPU, BLAS, GPUs
     refusal          Refused: what is wrong and what to do, in one line
 
 Stages import only `environment`, `stage` and `tracking` (and what those import: `git`, `machine`, `refusal`;
 dvc.yaml lists them as the stages' dependencies), so a change to the rest of the machinery never invalidates a
 stage's results. Everything here is cheap to import: mlflow and dvc are imported inside the functions that need
-them, and `failure`, `step_log` and what they import need nothing but the standard library.
+them, and `failure`, `step_log`, `route`, `lock_venv` and what they import need nothing but the standard library.
 """

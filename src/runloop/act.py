@@ -2,7 +2,13 @@
 
     Act(base, workflow, secrets, variables, env_file)   act set up with an isolated environment and HOME
     Act.run(repo, tag) -> ActRun                        the workflow run for a pushed tag; every log entry
-    host_labels(workflow, name)                         the runner labels act maps to this machine
+    host_labels(workflow, name, routed)                 the runner labels act maps to this machine
+    routed_labels(repo, tag)                            the labels the route job gives the tag's run job
+
+act runs a job whose labels it finds a mapping for (any one of them: it does not require all), and skips one it
+finds none for without failing ("Skipping unsupported platform"). So the labels mapped are exactly those of the
+jobs the tag's run uses: the route job's, and those of the runner class the tag names; a run job that asks for
+other labels shows up as skipped (ActRun.skipped), and its labels as the route job's output (ActRun.outputs).
 
 The one implementation of "run the workflow with act": `nox -s workflow` (rehearsal.py) and the workflow tests
 (tests/test_workflow.py) both use it.
@@ -23,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from src.runloop import processes, services
+from src.runloop import processes, record, runner_classes, services
 from src.runloop.git import Git
 from src.runloop.refusal import Refused
 from src.runloop.services import BIN
@@ -43,8 +49,37 @@ class ActRun:
         return "\n".join(str(e.get("msg", e.get("raw", ""))) for e in self.entries)
 
     @property
+    def jobs(self) -> dict[str, str]:
+        """jobID → how it ended, for each job act ran."""
+        return {e.get("jobID", ""): e["jobResult"] for e in self.entries if "jobResult" in e}
+
+    @property
+    def skipped(self) -> dict[str, list[str]]:
+        """jobID → the labels of a job act skipped because no -P mapping covered any of them."""
+        found: dict[str, list[str]] = {}
+        for e in self.entries:
+            said = str(e.get("msg", ""))
+            if said.startswith("🚧  Skipping unsupported platform") and "`-P " in said:
+                found.setdefault(e.get("jobID", ""), []).append(said.split("`-P ", 1)[1].split("=", 1)[0])
+        return found
+
+    @property
+    def outputs(self) -> dict[str, dict[str, str]]:
+        """jobID → the outputs its steps set (act's ::set-output:: entries)."""
+        found: dict[str, dict[str, str]] = {}
+        for e in self.entries:
+            if e.get("command") == "set-output" and "name" in e:
+                found.setdefault(e.get("jobID", ""), {})[e["name"]] = str(e.get("arg", ""))
+        return found
+
+    @property
     def job_result(self) -> str | None:
-        return next((e["jobResult"] for e in reversed(self.entries) if "jobResult" in e), None)
+        """How the workflow run ended: "failure" if a job failed or was skipped for its labels, else the last
+        job's result (None when no job ran)."""
+        results = self.jobs
+        if "failure" in results.values() or self.skipped:
+            return "failure"
+        return next(reversed(results.values()), None)
 
     @property
     def steps(self) -> dict[str, str]:
@@ -76,9 +111,15 @@ def _labels(runs_on: Any) -> list[str]:
     return [runs_on] if isinstance(runs_on, str) else [str(label) for label in runs_on or []]
 
 
-def host_labels(workflow: Mapping[str, Any], name: str) -> list[str]:
+def _is_routed(runs_on: Any) -> bool:
+    """Whether a job's runs-on is an expression (the route job's output), not labels written out."""
+    return isinstance(runs_on, str) and "${{" in runs_on
+
+
+def host_labels(workflow: Mapping[str, Any], name: str, routed: tuple[str, ...] = ()) -> list[str]:
     """The runner labels act maps to this machine (`-P label=-self-hosted`); refuse a job it could not run here.
 
+    `routed` are the labels of a job whose runs-on is an expression: the runner class the route job picks.
     act runs a job on the host only as a self-hosted one; a GitHub-hosted job (ubuntu-latest, ...) would need
     Docker, and a job with no `run:` step has nothing act can execute without it.
     """
@@ -87,8 +128,10 @@ def host_labels(workflow: Mapping[str, Any], name: str) -> list[str]:
         raise Refused(f"{name} has no jobs — nothing to rehearse; check the workflow file (project.WORKFLOW).")
     labels: list[str] = []
     for job_id, job in jobs.items():
-        job_labels = _labels(job.get("runs-on"))
-        if "self-hosted" not in job_labels:
+        routed_job = _is_routed(job.get("runs-on"))
+        job_labels = list(routed) if routed_job else _labels(job.get("runs-on"))
+        # A routed job's labels are a runner class's: a self-hosted runner's, or an ARC scale set's one name.
+        if not routed_job and "self-hosted" not in job_labels:
             raise Refused(
                 f"Job {job_id!r} of {name} has no step act can run on this machine: it runs on "
                 f"{job_labels or 'no runner'}, not a self-hosted runner (act would need Docker) — "
@@ -101,6 +144,18 @@ def host_labels(workflow: Mapping[str, Any], name: str) -> list[str]:
             )
         labels += [label for label in job_labels if label not in labels]
     return labels
+
+
+def routed_labels(repo: Path, tag: str, env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The labels the route job gives the run of `tag` in `repo` (its class, else the default); none for a class the
+    table does not have (the route job fails then, and no job runs on them)."""
+    body = Git(repo, env)("cat-file", "tag", f"refs/tags/{tag}")
+    try:
+        table = runner_classes.read(repo)
+        asked = record.parse_launch(body.partition("\n\n")[2] if body else "").runner
+    except (Refused, record.RecordError):
+        return ()
+    return table.classes.get(asked or table.default, ())
 
 
 class Act:
@@ -186,7 +241,8 @@ class Act:
         """act's command line for a push of `tag`, checked out in `repo`."""
         self.count += 1
         workflow = repo / self.workflow
-        platforms = host_labels(yaml.safe_load(workflow.read_text()) or {}, str(self.workflow))
+        routed = routed_labels(repo, tag, self.env)
+        platforms = host_labels(yaml.safe_load(workflow.read_text()) or {}, str(self.workflow), routed)
         return [
             find_act(self.env["PATH"]), "push", "-C", str(repo), "-W", str(workflow), "-e", str(self._event(repo, tag)),
             *[arg for label in platforms for arg in ("-P", f"{label}=-self-hosted")],

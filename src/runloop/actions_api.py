@@ -2,12 +2,17 @@
 
     token(env)                        GH_TOKEN, else GITHUB_TOKEN: sent in one request header, never printed
     connect(env, repository)          an `Api`, or None and why not (no token, no GitHub repository)
-    Api.progress(sha, tag)            where the tag's workflow run is: not started, queued, running (step), done
+    Api.progress(sha, tag)            where the tag's workflow run is: not started, queued, running (step), done;
+                                      a job queued for more than QUEUE_WARNING seconds with no runner is said so
 
 A tag's run is found as GitHub documents it: `GET /repos/{owner}/{repo}/actions/runs?head_sha=<the tagged commit's
 full SHA>&event=push`, then the run whose `head_branch` is the tag (another tag of the same commit has runs too);
 its steps come from `GET /repos/{owner}/{repo}/actions/runs/{run_id}/jobs`. The base URL is `GITHUB_API_URL` when
 set (GitHub sets it on runners; GitHub Enterprise has its own), else https://api.github.com.
+
+A job that waits for a runner is one whose `status` is "queued" and whose `runner_name` is null; its `created_at`
+says since when and its `labels` which runners it waits for. (Which runners are online is `GET .../actions/runners`,
+which needs admin rights a GITHUB_TOKEN cannot have: the job's own fields are what any token reads.)
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from src.runloop import environment
@@ -25,6 +31,7 @@ TIMEOUT = 15.0
 LOW_RATE = 10  # requests left in the hour below which the API is left alone (git keeps following)
 NOT_STARTED, QUEUED, RUNNING, SUCCEEDED, FAILED = "not started", "queued", "running", "succeeded", "failed"
 _QUEUED = {"requested", "queued", "pending", "waiting"}
+QUEUE_WARNING = 300.0  # seconds a job may wait for a runner before watch says none of its labels seems online
 
 
 class ApiError(Exception):
@@ -133,14 +140,45 @@ class Api:
             return Progress(NOT_STARTED)
         url = str(found.get("html_url") or "")
         status, conclusion = found.get("status"), found.get("conclusion")
-        if status in _QUEUED:
-            return Progress(QUEUED, str(status), url)
+        now = datetime.now(UTC)
+        if status in _QUEUED and _age(found.get("created_at"), now) < QUEUE_WARNING:
+            return Progress(QUEUED, str(status), url)  # a fresh run: its jobs are not worth a request yet
         if status == "completed" and conclusion == "success":
             return Progress(SUCCEEDED, "", url)
         jobs = self.jobs(found["id"]) if "id" in found else []
         if status == "completed":
             return Progress(FAILED, _failed_step(jobs, str(conclusion)), url)
+        if waiting := _waiting_for_a_runner(jobs, now):
+            return Progress(QUEUED, waiting, url)
+        if status in _QUEUED:
+            return Progress(QUEUED, str(status), url)
         return Progress(RUNNING, _current_step(jobs), url)
+
+
+def _age(stamp: Any, now: datetime) -> float:
+    """Seconds since an API timestamp ("2026-11-28T10:00:00Z"); 0 for one that cannot be read."""
+    try:
+        return (now - datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))).total_seconds()
+    except ValueError:
+        return 0.0
+
+
+def _waiting_for_a_runner(jobs: list[dict], now: datetime) -> str:
+    """What to say of a job no runner has taken while no other job runs (since when, and the labels it waits for,
+    with a warning after QUEUE_WARNING seconds), else ""."""
+    if any(job.get("status") == "in_progress" for job in jobs):
+        return ""
+    for job in jobs:
+        if job.get("status") in _QUEUED and not job.get("runner_name"):
+            labels = ", ".join(str(label) for label in job.get("labels") or []) or "none"
+            if _age(job.get("created_at"), now) < QUEUE_WARNING:
+                return f"job {job.get('name')!r} waits for a runner with labels [{labels}]"
+            since = str(job.get("created_at", "?")).replace("T", " ").replace("Z", " UTC")
+            return (
+                f"job {job.get('name')!r} has waited since {since} for a runner with labels [{labels}] — is one "
+                "of that class online? (docs/runners.md)"
+            )
+    return ""
 
 
 def _current_step(jobs: list[dict]) -> str:

@@ -8,6 +8,10 @@ here, so another host would be one more module with these names, not edits all o
     actor(env), sha(env)        who pushed the tag; the commit the job checked out
     summary_file(env)           where a job writes its summary (Markdown)
     temp_dir(env)               a folder the host empties after the job (the steps' logs go there)
+    tool_cache(env)             a folder the runner keeps between jobs (its tool cache)
+    runner(env)                 the runner that took the job: its name, and the class and labels it was sent to
+    set_output(env, name, v)    a step's output, for the jobs that need this one
+    add_path(env, folder)       a folder put first on PATH for the job's later steps
     repository(env, url)        owner/name of the repository
     workflow_page(url, file)    the page that lists a workflow's runs
     longest_run(workflow)       how long after its tag a run may still be going: queued, then the job's timeout
@@ -18,8 +22,10 @@ Standard library only: the failure record reads it on a runner where nothing was
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from src.runloop import environment, push_credential
@@ -40,6 +46,8 @@ ALTERNATIVES = {
 }
 # The host's own variables: a throwaway environment (services.isolated) drops every one of them.
 PREFIX = "GITHUB_"
+# What the workflow's run job gets from its route job (route.py): the runner class and its runs-on labels (JSON).
+RUNNER_CLASS, RUNNER_LABELS = "RUNLOOP_RUNNER_CLASS", "RUNLOOP_RUNNER_LABELS"
 # GitHub cancels a job that waited this long for a self-hosted runner; and, without `timeout-minutes`, one that ran
 # this long (its documented limits).
 QUEUE_HOURS = 24
@@ -101,6 +109,55 @@ def summary_file(env: Mapping[str, str] | None = None) -> str | None:
 def temp_dir(env: Mapping[str, str] | None = None) -> Path | None:
     value = _value("RUNNER_TEMP", env)
     return Path(value) if value else None
+
+
+def tool_cache(env: Mapping[str, str] | None = None) -> Path | None:
+    """The runner's tool cache: a folder it keeps from one job to the next (GitHub's RUNNER_TOOL_CACHE)."""
+    value = _value("RUNNER_TOOL_CACHE", env)
+    return Path(value) if value else None
+
+
+@dataclass(frozen=True)
+class Runner:
+    """The runner that took the job: its name, and the runner class and labels the route job sent the run to."""
+
+    name: str | None = None
+    runner_class: str | None = None
+    labels: tuple[str, ...] = ()
+
+
+def runner(env: Mapping[str, str] | None = None) -> Runner:
+    """The runner of this job, as far as the host and the route job tell (nothing of it off CI)."""
+    if not on_ci(env):
+        return Runner()
+    text = _value(RUNNER_LABELS, env) or ""
+    try:
+        labels = json.loads(text) if text.startswith("[") else [label.strip() for label in text.split(",")]
+    except ValueError:
+        labels = []
+    return Runner(
+        _value("RUNNER_NAME", env),
+        _value(RUNNER_CLASS, env),
+        tuple(str(label) for label in labels if str(label).strip()),
+    )
+
+
+def set_output(env: Mapping[str, str], name: str, value: str) -> None:
+    """Set the running step's output `name` (the job's outputs pass it on to the jobs that need it)."""
+    path = _value("GITHUB_OUTPUT", env)
+    if not path:
+        return
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"a step output is one line, not {value!r}")
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(f"{name}={value}\n")
+
+
+def add_path(env: Mapping[str, str], folder: Path) -> None:
+    """Put `folder` first on PATH for the job's later steps (this step's own PATH stays as it is)."""
+    if path := _value("GITHUB_PATH", env):
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"{folder}\n")
 
 
 def repository(env: Mapping[str, str] | None, remote_url: str | None) -> str | None:

@@ -126,20 +126,21 @@ class Dvc:
             return environment.one_line(environment.scrub(str(exc)))
         return None
 
-    def push(self) -> int:
-        """`dvc push --run-cache`: the outputs and the run cache to the default remote; how many files went."""
-        return self.repo.push(run_cache=True)
+    def push(self) -> tuple[int, list[str]]:
+        """`dvc push --run-cache`: the outputs and the run cache to the default remote. How many files went, and the
+        content hashes (md5) the remote still lacks because this cache lacks them too.
 
-    def not_on_remote(self) -> list[str]:
-        """Outputs whose data the DVC remote lacks, as `dvc status --cloud` sees them: `path (new|missing|…)`."""
+        A push that could not send a file raises (DVC's UploadError); one that found an object in neither the cache
+        nor the remote only warns and pushes the rest. DVC's push compares the cache with the remote itself, so its
+        own account of what is missing is the check: no second listing of the remote (`dvc status --cloud` took 0.7 s
+        for 10,000 files)."""
+        lacking = _Lacking()
+        log = logging.getLogger("dvc_data.index.fetch")  # where DVC's push says what neither side has
+        log.addHandler(lacking)
         try:
-            found = self.repo.status(cloud=True)
-        except Exception as exc:  # noqa: BLE001 - the remote's own error, said in one line
-            raise Refused(
-                f"Asking the DVC remote what it holds failed: {environment.scrub(str(exc))} — check the remote, "
-                "then share again."
-            ) from None
-        return [f"{path} ({state})" for path, state in sorted(found.items())]
+            return self.repo.push(run_cache=True), lacking.hashes
+        finally:
+            log.removeHandler(lacking)
 
     def _rel(self, path: str) -> str:
         return Path(path).relative_to(self.root).as_posix() if Path(path).is_absolute() else path
@@ -166,6 +167,19 @@ def opened(root: Path | None = None, locked: bool = False) -> Iterator[Dvc]:
         except DvcException as exc:
             said = environment.one_line(environment.scrub(str(exc)))
             raise Refused(f"DVC failed: {said} — fix what it names, then run this again.") from None
+
+
+class _Lacking(logging.Handler):
+    """The content hashes DVC's push reports as in neither the cache nor the remote ("Missing cache files:")."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.hashes: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "Missing cache files" in str(record.msg):
+            listed = "\n".join(str(arg) for arg in record.args or ())
+            self.hashes += [line.rpartition(": ")[2].strip() for line in listed.splitlines() if line.strip()]
 
 
 class _OneLine(logging.Handler):

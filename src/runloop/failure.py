@@ -32,6 +32,7 @@ def outcome(env: Mapping[str, str], git: Git, tag: str, commit: str, secrets: li
     step = step_log.last_failure(env)
     kind = record.CANCELLED if env.get(JOB_STATUS) == "cancelled" else record.FAILED
     output = tuple(environment.scrub(line, env, secrets) for line in step.tail(LINES)) if step else ()
+    took = ci.runner(env)  # the runner that ran the failed job, and the labels it was sent to
     return record.Outcome(
         kind=kind,
         tag=tag,
@@ -42,7 +43,8 @@ def outcome(env: Mapping[str, str], git: Git, tag: str, commit: str, secrets: li
         step=environment.scrub(step.command.splitlines()[0], env, secrets) if step else None,
         stage=", ".join(step.stages) if step and step.stages else None,
         output=output,
-        runner=_runner_class(git, tag),
+        runner=_runner_class(git, tag) or took.runner_class,
+        machine=record.runner_facts(took.name, took.labels),
     )
 
 

@@ -10,6 +10,7 @@
     stop_cleanly(task, where)        inside the block, a signal stops every child and exits in one line
     signal_descendants(signum)       pass a signal on to the processes below this one, in its group
     die_with_parent()                this process gets SIGTERM when its parent dies, even by SIGKILL (Linux)
+    adopt_orphans()                  this process becomes the parent of its descendants' orphans (Linux)
     group_alive(pgid), descendants(pid)
 
 A chain of processes that each die with their parent, and each stop their own group on SIGTERM, leaves nothing
@@ -57,6 +58,17 @@ def die_with_parent(signum: int = signal.SIGTERM) -> None:
         return
     if os.getppid() == 1:  # the parent died before the line above: the signal would never come
         os.kill(os.getpid(), signum)
+
+
+def adopt_orphans() -> bool:
+    """Make this process the one its descendants' orphans are reparented to (Linux's PR_SET_CHILD_SUBREAPER), so
+    that `descendants` still finds them after their parent died; False where the OS has no such thing."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
 
 
 # -- groups --------------------------------------------------------------------------------------------------------

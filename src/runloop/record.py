@@ -23,7 +23,7 @@ Standard library only: the failure record is written on a runner where nothing m
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 VERSION = 2  # the format this module writes; parse_* read every format up to it
@@ -31,8 +31,10 @@ RESULTS, SAME, FAILED, CANCELLED = "results", "same-results", "failed", "cancell
 KINDS = (RESULTS, SAME, FAILED, CANCELLED)
 # The subject's suffix on the tagged commit's subject, per kind.
 SUFFIX = {RESULTS: "-results", SAME: "-results", FAILED: "-failed", CANCELLED: "-cancelled"}
-# What the machine section names, in this order (machine.describe's keys).
-MACHINE_KEYS = ("python", "os", "machine", "blas")
+# What the machine section names, in this order: machine.describe's keys, then the runner that took the job (its
+# name, and the labels the route job gave the run). The section is a list of `key: value` lines that every reader
+# of format 2 takes whole, whatever the keys: a key added here needs no new format (tests/fixtures/records/).
+MACHINE_KEYS = ("python", "os", "machine", "blas", "gpu", "runner", "labels")
 # The branches outcome commits go to off the tag's branch: results that cannot land on it, and every failed or
 # cancelled attempt. Where a branch on the remote blocks the first name (git cannot hold a branch `results` and a
 # branch `results/<tag>` at once), the second, then -2, -3, …
@@ -234,6 +236,11 @@ def parse_outcome(text: str) -> Outcome | None:
 
 
 # -- the machine section -------------------------------------------------------------------------------------------
+
+
+def runner_facts(name: str | None, labels: Iterable[str]) -> dict[str, str]:
+    """The machine section's lines for the runner that took the job: its name, and its labels (comma separated)."""
+    return {key: value for key, value in (("runner", name or ""), ("labels", ", ".join(labels))) if value}
 
 
 def _machine_section(described: Mapping[str, str]) -> str:

@@ -1,6 +1,6 @@
 """Rehearse a run on this machine: the tag-triggered workflow, run by act as the runner would, on throwaway services.
 
-    python -m src.runloop.rehearsal [--ref REF] [--keep]      (what `nox -s workflow` runs)
+    python -m src.runloop.rehearsal [--ref REF] [--runner CLASS] [--keep]      (what `nox -s workflow` runs)
 
 The rehearsal makes a bare clone of this repository as `origin`, starts moto's S3 server (with the bucket that
 `.dvc/config` names) and an MLflow server on loopback, tags the commit with `invoke tag-run`'s naming in that
@@ -10,6 +10,10 @@ never travels, so nothing reaches the real remote, MinIO or MLflow whatever `.en
 prints what the real run would have produced: the results commit, the objects pushed, the MLflow runs, the job
 summary. Uncommitted changes are rehearsed too, as a temporary commit in the throwaway origin only; but not a
 dvc.lock a local `invoke repro` left (tag-run refuses it; the runner makes its own), which it says.
+
+`--runner CLASS` rehearses the routing: the tag records CLASS as `invoke tag-run --runner` would, act gives this
+machine the labels of CLASS (and of the route job), and the rehearsal says where the route job sent the run; a run
+job that asked for other labels would be skipped by act, and the rehearsal fails saying so.
 
 act itself is driven by act.py, which the workflow tests use too.
 """
@@ -33,8 +37,8 @@ from typing import Any
 
 import yaml
 
-from src.runloop import ci, environment, lock, project, record, report, run_tag, services
-from src.runloop.act import Act, ActRun, find_act, host_labels
+from src.runloop import ci, environment, lock, project, record, report, run_tag, runner_cache, runner_classes, services
+from src.runloop.act import Act, ActRun, find_act, host_labels, routed_labels
 from src.runloop.git import Git
 from src.runloop.refusal import Refused
 from src.runloop.services import BIN
@@ -143,10 +147,13 @@ def rehearsed_commit(
     return commit, stray
 
 
-def make_tag(origin: Path, commit: str, branch: str, prefix: str, env: Mapping[str, str]) -> str:
-    """Tag `commit` in `origin` as `invoke tag-run` would: its name and its annotation (which names the branch)."""
+def make_tag(
+    origin: Path, commit: str, branch: str, prefix: str, env: Mapping[str, str], runner_class: str | None = None
+) -> str:
+    """Tag `commit` in `origin` as `invoke tag-run` would: its name and its annotation (the branch, the class)."""
     tag = run_tag.name(prefix, branch, datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
-    message = record.annotation(record.Launch(f"Run {tag} (a rehearsal: nox -s workflow)", branch))
+    launch = record.Launch(f"Run {tag} (a rehearsal: nox -s workflow)", branch, runner=runner_class)
+    message = record.annotation(launch)
     cmd = ["tag", "--annotate", "--cleanup=verbatim", "--file=-", tag, commit]
     Git(origin, env).must(f"git tag in {origin}", *cmd, input=message)
     return tag
@@ -310,7 +317,13 @@ class Rehearsal:
 
 
 def prepare(
-    base: Path, root: Path, goal: Target, prefix: str, user_env: Mapping[str, str], env: dict[str, str]
+    base: Path,
+    root: Path,
+    goal: Target,
+    prefix: str,
+    user_env: Mapping[str, str],
+    env: dict[str, str],
+    runner_class: str | None = None,
 ) -> Rehearsal:
     """Clone this repository as a throwaway origin, tag the commit there as tag-run would, clone it for the runner."""
     origin = services.bare_origin(base / "origin.git", source=root, env=env)
@@ -321,7 +334,7 @@ def prepare(
     }
     env = {**env, **{f"GIT_{role}_{key}": value for role in ("AUTHOR", "COMMITTER") for key, value in me.items()}}
     commit, stray_lock = rehearsed_commit(origin, root, goal, user_env, env)
-    tag = make_tag(origin, commit, goal.branch, prefix, env)
+    tag = make_tag(origin, commit, goal.branch, prefix, env, runner_class)
     runner_clone = base / "runner"
     Git(base, env).must(f"git clone in {base}", "clone", "--quiet", str(origin), str(runner_clone))
     Git(runner_clone, env).must(
@@ -365,20 +378,34 @@ def runner_settings(s3: services.S3Server, mlflow: services.MlflowServer) -> tup
     return found["secret"], found["repository variable"]
 
 
+def routing(result: ActRun) -> None:
+    """Where the route job sent the run, as its outputs say."""
+    chosen = result.outputs.get("route", {})
+    if "labels" in chosen:
+        print(f"The route job sent the run to runner class {chosen.get('class', '?')}: runs-on {chosen['labels']}.")
+
+
 def verdict(result: ActRun) -> int:
     """Say how the job ended; 0 when it succeeded."""
     if result.returncode == 0 and result.job_result == "success":
         print("\nThe job succeeded: push the commit and `invoke tag-run` to run it for real.")
         return 0
     sys.stdout.flush()  # the verdict comes last, after everything printed so far
-    if step := result.failed_step:
+    if result.skipped:
+        job, labels = next(iter(result.skipped.items()))
+        print(
+            f"\nJob {job!r} asked for runner labels {labels}, which no runner here has (act skipped it) — the route "
+            "job's output does not match the class's labels in invoke.yaml.",
+            file=sys.stderr,
+        )
+    elif step := result.failed_step:
         print(f"\nThe job failed at step {step!r} (its log is above) — fix it and rehearse again.", file=sys.stderr)
     else:
         print(f"\nact failed before a step ran (exit {result.returncode}; its message is above).", file=sys.stderr)
     return 1
 
 
-def rehearse(ref: str | None, keep: bool) -> int:
+def rehearse(ref: str | None, keep: bool, runner_class: str | None = None) -> int:
     """Run the workflow for this checkout (or REF) against throwaway services; 0 when the job succeeds."""
     workflow = Path(project.WORKFLOW)
     root, user_env = environment.ROOT, dict(os.environ)
@@ -389,8 +416,11 @@ def rehearse(ref: str | None, keep: bool) -> int:
         base = Path(tmp)
         env = services.isolated(user_env, base / "env")
         stack.enter_context(_environment(env))
-        rehearsal = prepare(base, root, goal, project.tag_prefix(), user_env, env)
-        host_labels(yaml.safe_load((rehearsal.runner / workflow).read_text()) or {}, str(workflow))
+        rehearsal = prepare(base, root, goal, project.tag_prefix(), user_env, env, runner_class)
+        if runner_class:  # the class is checked against the rehearsed commit's table, as its route job would
+            runner_classes.read(rehearsal.runner).labels(runner_class)
+        routed = routed_labels(rehearsal.runner, rehearsal.tag, env)
+        host_labels(yaml.safe_load((rehearsal.runner / workflow).read_text()) or {}, str(workflow), routed)
         bucket, prefix = dvc_remote_url(rehearsal.runner)
         announce(rehearsal, goal, env)
 
@@ -400,6 +430,9 @@ def rehearse(ref: str | None, keep: bool) -> int:
         mlflow = stack.enter_context(services.mlflow_server(base / "mlflow", env, s3))
         print(f"  origin  {rehearsal.origin}\n  S3      {s3.endpoint_url} (bucket {bucket})\n  MLflow  {mlflow.url}")
         runner_env = {"GITHUB_REPOSITORY": repository, "GITHUB_RUN_ID": RUN_ID, "GITHUB_SERVER_URL": SERVER_URL}
+        # The venvs of the locks are kept where `nox -s reproduce` keeps them (installed once); DVC's cache is the
+        # act runner's own, thrown away with it.
+        runner_env[runner_cache.VENVS_ENV] = str(runner_cache.venvs(user_env))
         act = Act(base / "act", workflow, *runner_settings(s3, mlflow), runner_env, environ=user_env)
         before = refs(rehearsal.origin, env)
 
@@ -407,6 +440,7 @@ def rehearse(ref: str | None, keep: bool) -> int:
         result = act.run(rehearsal.runner, rehearsal.tag, on_entry=show, timeout=None)
 
         heading("What the real run would have produced")
+        routing(result)
         moved = landed(rehearsal.origin, before, env)
         results_commits(rehearsal.origin, moved, env)
         outputs = lock_outputs(rehearsal.origin, next(iter(moved.values()), None), env)
@@ -439,11 +473,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--ref", help="the branch, tag or commit to rehearse (default: HEAD and uncommitted changes)")
     parser.add_argument("--keep", action="store_true", help="keep the services running until Ctrl-C, to browse them")
+    parser.add_argument("--runner", help="the runner class to send the run to (invoke.yaml's runloop.runners)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        return rehearse(args.ref, args.keep)
+        return rehearse(args.ref, args.keep, args.runner)
     except Refused as exc:
         message, code = str(exc), 1
     except services.ServiceError as exc:

@@ -12,6 +12,8 @@ from src.runloop.dvc_repo import Dvc
 from src.runloop.outcome_commit import Landing
 from src.runloop.runs import Run, Runs, failed_where
 
+# What a run's record says of the runner that took it (machine section keys), in `runs --run`'s words.
+RUNNER_KEYS = (("runner", "runner"), ("labels", "labels"), ("gpu", "GPU"))
 # Columns the metrics table may take before it is shown one metric per line (when no terminal says otherwise).
 WIDTH = 100
 
@@ -115,6 +117,7 @@ def runs_table(listed: list[Run], env: Mapping[str, str]) -> str:
             r.date[:16].replace("T", " "),
             r.tag,
             r.branch or "?",
+            r.runner_class or "-",
             r.commit[:12],
             r.state,
             # The headline: the results commit's last metric file, as `dvc metrics show` lists them.
@@ -123,7 +126,7 @@ def runs_table(listed: list[Run], env: Mapping[str, str]) -> str:
         )
         for r in listed
     ]
-    return table(("tagged", "tag", "branch", "commit", "state", "metrics", "MLflow"), rows)
+    return table(("tagged", "tag", "branch", "runner", "commit", "state", "metrics", "MLflow"), rows)
 
 
 def _headline(metrics: list[str], n: int = 3) -> list[str]:
@@ -138,6 +141,7 @@ def chain(runs: Runs, env: Mapping[str, str], r: Run) -> str:
         f"  tag          {r.tag}, tagged {r.date} on branch {r.branch or '?'}",
         *[f"               {line}" for line in (r.message or "(no message)").splitlines()],
         f"  tagged       {r.commit}  {runs.git('log', '-1', '--format=%s', r.commit) or ''}",
+        f"  runner       {_runner(r)}",
         f"  results      {r.results + ' on ' + (r.where or '?') if r.results else 'none: ' + r.state}",
         *_ending(r),
         f"  CI run       {r.ci_run or '-'}",
@@ -157,6 +161,14 @@ def chain(runs: Runs, env: Mapping[str, str], r: Run) -> str:
     env_lines = [f"  {k}: {r.environment[k]}" for k in machine.KEYS if k in r.environment]
     lines += ["", "Environment of the runner:", *(env_lines or ["  not recorded in its results commit"])]
     return "\n".join(lines)
+
+
+def _runner(r: Run) -> str:
+    """The runner class a run asked for, and the runner that took it (its name, labels, GPU) as its record says."""
+    machine = r.environment
+    took = ", ".join(f"{what} {machine[key]}" for key, what in RUNNER_KEYS if machine.get(key))
+    asked = f"class {r.runner_class}" if r.runner_class else "no class recorded (the default runners)"
+    return asked + (f"; {took}" if took else "")
 
 
 def _ending(r: Run) -> list[str]:

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
-import hashlib
 import json
 import os
 import shlex
@@ -33,12 +31,23 @@ import signal
 import subprocess
 import sys
 import tempfile
-import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from src.runloop import ci, dvc_remote, dvc_store, environment, lock, machine, pipeline, report, runner
+from src.runloop import (
+    ci,
+    dvc_remote,
+    dvc_store,
+    environment,
+    lock,
+    lock_venv,
+    machine,
+    pipeline,
+    report,
+    runner,
+    runner_cache,
+)
 from src.runloop.git import Git, listed
 from src.runloop.refusal import Refused
 from src.runloop.runs import Run, RunNotFound, Runs
@@ -46,7 +55,7 @@ from src.runloop.runs import Run, RunNotFound, Runs
 BIT_IDENTICAL, EQUIVALENT, DIFFERENT = "bit-identical", "numerically equivalent", "different"
 EXIT = {BIT_IDENTICAL: 0, EQUIVALENT: 0, DIFFERENT: 1}
 CANNOT = 2
-MARKER = ".runloop-installed"  # written last: a venv without it is an install that did not finish
+MARKER = lock_venv.MARKER  # written last: a venv without it is an install that did not finish
 RTOL, ATOL = 1e-5, 1e-8  # numpy.isclose's defaults
 MACHINE_SCRIPT = Path(machine.__file__)
 _TAG_RUNS = """
@@ -134,74 +143,23 @@ def _last_lines(result: subprocess.CompletedProcess, n: int = 4) -> str:
 
 
 def venv_cache(env: Mapping[str, str]) -> Path:
-    """Where the venvs of runs' locks are kept: $XDG_CACHE_HOME/runloop/venvs (default ~/.cache)."""
-    base = environment.env_value("XDG_CACHE_HOME", env) or str(Path.home() / ".cache")
-    return Path(base) / "runloop" / "venvs"
-
-
-def lock_key(lock_text: str) -> str:
-    return hashlib.sha256(lock_text.encode()).hexdigest()[:16]
-
-
-def interpreter(pipfile_text: str | None) -> str:
-    """A Python of the version the run's Pipfile requires: this one, or python<version> on PATH."""
-    wanted = (tomllib.loads(pipfile_text or "").get("requires") or {}).get("python_version")
-    if not wanted or f"{sys.version_info.major}.{sys.version_info.minor}" == wanted:
-        return sys.executable
-    found = shutil.which(f"python{wanted}")
-    if not found:
-        raise CannotReproduce(
-            f"The run's Pipfile.lock is for Python {wanted}, and there is no python{wanted} on this machine's PATH "
-            f"— install Python {wanted} (your package manager, pyenv or uv python install) and run again."
-        )
-    return found
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `path`: two reproductions never build the same venv at once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+    """Where the venvs of runs' locks are kept: $XDG_CACHE_HOME/runloop/venvs (default ~/.cache), as on a runner."""
+    return runner_cache.venvs(env)
 
 
 def run_environment(tree: Path, env: Mapping[str, str]) -> Path:
     """The venv of the worktree's Pipfile.lock: reused when one was installed for the same lock, else installed."""
-    lock_path = tree / "Pipfile.lock"
-    if not lock_path.exists():
+    if not (tree / lock_venv.LOCK).exists():
         raise CannotReproduce("The run's commit has no Pipfile.lock — it cannot be installed as the runner did.")
-    lock_text = lock_path.read_text()
-    key = lock_key(lock_text)
-    venv = venv_cache(env) / key
-    with _locked(venv_cache(env) / f"{key}.lock"):
-        if (venv / MARKER).exists():
-            print(f"Reusing the environment for lock {key} ({venv}).", flush=True)
-            return venv
-        python = interpreter((tree / "Pipfile").read_text() if (tree / "Pipfile").exists() else None)
-        shutil.rmtree(venv, ignore_errors=True)  # what an interrupted install left
-        print(f"Installing the environment for lock {key} into {venv} (once per lock)...", flush=True)
-        pipenv = json.loads(lock_text).get("default", {}).get("pipenv", {}).get("version", "")
-        install_env = {**env, "PATH": os.pathsep.join([str(venv / "bin"), env.get("PATH", "")])}
-        install_env.update(VIRTUAL_ENV=str(venv), PIPENV_VERBOSITY="-1")
-        install_env.pop("PYTHONHOME", None)
-        steps = [
-            [python, "-m", "venv", str(venv)],
-            [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", f"pipenv{pipenv}"],
-            # As the runner installs it; pipenv --system installs into the first python on PATH: the venv's.
-            [str(venv / "bin" / "pipenv"), "sync", "--system"],
-        ]
-        for step in steps:
-            result = _sh(step, tree, install_env, quiet=True)
-            if result.returncode != 0:
-                shutil.rmtree(venv, ignore_errors=True)
-                raise CannotReproduce(
-                    f"The run's Pipfile.lock does not install here ({Path(step[0]).name} {step[1]}: "
-                    f"{_last_lines(result)}) — reproduce on a machine like the runner (Python and OS printed by "
-                    "`invoke runs RUN`), or fix the lock in a new run."
-                )
-        (venv / MARKER).write_text(key + "\n")
-    return venv
+    try:
+        return lock_venv.ensure(venv_cache(env), tree, env, quiet=True).path
+    except lock_venv.BuildFailed as exc:
+        if "Python" in exc.why and "PATH" in exc.why:
+            raise CannotReproduce(f"The run's {exc}") from None
+        raise CannotReproduce(
+            f"The run's {exc.why} — reproduce on a machine like the runner (Python and OS printed by "
+            "`invoke runs RUN`), or fix the lock in a new run."
+        ) from None
 
 
 def check_outputs_kept(run: Run, recorded: list[lock.Output], env: Mapping[str, str]) -> None:

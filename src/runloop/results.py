@@ -3,7 +3,8 @@
     tag_to_share(git, env, tag, prefix)       the run tag: --tag, the pushed tag on CI, or the newest at HEAD
     check_shareable(git, env, tag, remote)    refuse what is not a run of the tag here; else the tagged commit
     plan(runs, dvc, env, tag, branch, machine)    what share will do: the outcome record and where it goes
-    push_data(dvc)                            `dvc push --run-cache`, then check the remote holds every output
+    describe_meanwhile()                      the runner described in a process of its own, while share works
+    push_data(dvc)                            `dvc push --run-cache`, refusing when the remote lacks an output after it
     record(runs, auth, env, plan)             commit the record and push it; what happened, in words
 
 Every run gets exactly one results record: its own results, or "same results" naming the commit that already
@@ -13,11 +14,25 @@ whose record is on the remote adds nothing.
 
 from __future__ import annotations
 
+import json
 import shlex
-from collections.abc import Mapping
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from src.runloop import ci, comparison, dvc_remote, environment, lock, outcome_commit, record, run_tag
+from src.runloop import (
+    ci,
+    comparison,
+    dvc_remote,
+    environment,
+    lock,
+    machine,
+    outcome_commit,
+    processes,
+    record,
+    run_tag,
+)
 from src.runloop.dvc_repo import Dvc
 from src.runloop.push_credential import GitAuth
 from src.runloop.refusal import Refused
@@ -62,6 +77,29 @@ class Plan:
             else f"{self.side}  ({self.unclear})"
         )
         return "\n".join([*lines, f"3. git push {shlex.quote(remote)} HEAD:refs/heads/{where}"])
+
+
+def describe_meanwhile() -> Callable[[], dict[str, str]]:
+    """Start describing this machine (machine.py) in a process of its own, which dies with this one (loading numpy
+    and scipy takes a good part of a second), and return what waits for the description: share does its git and DVC
+    work meanwhile."""
+    proc = subprocess.Popen(
+        [sys.executable, machine.__file__],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        preexec_fn=processes.die_with_parent,
+    )
+
+    def described() -> dict[str, str]:
+        out, _ = proc.communicate()
+        try:
+            found = json.loads(out)
+        except ValueError:
+            found = None
+        return found if isinstance(found, dict) and set(machine.KEYS) <= found.keys() else machine.describe()
+
+    return described
 
 
 def tag_to_share(git, env: Mapping[str, str], tag: str, prefix: str) -> str:
@@ -136,6 +174,7 @@ def plan(runs: Runs, dvc: Dvc, env: Mapping[str, str], tag: str, branch: str, ma
     same_as = None if existing else outcome_commit.earlier_results(git, remote, commit, tree)
     run = runs.get(tag)
     previous = runs.previous(run) if run else None
+    took = ci.runner(env)  # the runner of this job, and the class and labels the route job sent the run to
     outcome = record.Outcome(
         kind=record.SAME if same_as else record.RESULTS,
         tag=tag,
@@ -144,12 +183,12 @@ def plan(runs: Runs, dvc: Dvc, env: Mapping[str, str], tag: str, branch: str, ma
         metrics=tuple(dvc.metric_lines()),
         mlflow_runs=tuple(r["run_id"] for r in lock.run_records()),
         ci_run=ci.run_url(env),
-        machine=machine,
+        machine={**machine, **record.runner_facts(took.name, took.labels)},
         comparison=_indented(comparison.against_previous(git, dvc, previous, launch.branch)),
         same_as=same_as,
         same_note=_whose(runs, same_as, commit) if same_as else "",
         attempt=ci.attempt(env),
-        runner=launch.runner,
+        runner=launch.runner or took.runner_class,
     )
     return Plan(outcome, existing, target, unclear, outcome_commit.side_branch(git, remote, tag), files)
 
@@ -171,10 +210,10 @@ def _whose(runs: Runs, same_as: str, tagged: str) -> str:
 
 
 def push_data(dvc: Dvc) -> None:
-    """`dvc push --run-cache`, then make sure the remote holds every output dvc.lock names (DVC only warns)."""
+    """`dvc push --run-cache`; refuse when the remote lacks data dvc.lock names after it (DVC only warns)."""
     print("$ dvc push --run-cache", flush=True)
     try:
-        pushed = dvc.push()
+        pushed, lacking = dvc.push()
     except Exception as exc:  # noqa: BLE001 - DVC's own error (its details are logged above), in one line
         said = environment.one_line(environment.scrub(str(exc)))
         raise Refused(
@@ -182,7 +221,9 @@ def push_data(dvc: Dvc) -> None:
             "`invoke share` again."
         ) from None
     print(f"{pushed} file{'s' if pushed != 1 else ''} pushed" if pushed else "Everything is up to date.")
-    if missing := dvc.not_on_remote():
+    if lacking:
+        paths = {o.md5: o.path for o in lock.Lock.read().outputs() if o.md5}
+        missing = [f"{paths[md5]} (missing)" if md5 in paths else f"content {md5} (missing)" for md5 in lacking]
         raise Refused(
             f"The DVC remote lacks data dvc.lock names: {', '.join(missing)} — nothing was pushed to git; check "
             "the remote and share again (if this clone lost the data too, `invoke repro --force` remakes it)."

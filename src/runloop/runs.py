@@ -77,6 +77,11 @@ class Run:
         return dict(self.outcome.machine) if self.outcome else {}
 
     @property
+    def runner_class(self) -> str | None:
+        """The runner class the run asked for (its tag), else the one its outcome record names."""
+        return self.launch.runner or (self.outcome.runner if self.outcome else None)
+
+    @property
     def label(self) -> str:
         match = STAMP.search(self.tag)
         return (match.group(2) or "") if match else ""
@@ -122,7 +127,7 @@ class Run:
             "mlflow_runs": self.mlflow_runs,
             "ci_run": self.ci_run,
             "environment": self.environment,
-            "runner_class": self.launch.runner,
+            "runner_class": self.runner_class,
             "sweep": self.launch.sweep,
             "leg": list(self.launch.leg) if self.launch.leg else None,
             "sets": [list(pair) for pair in self.launch.sets],

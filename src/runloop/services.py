@@ -28,7 +28,7 @@ MLFLOW_ARTIFACT_BUCKET = "mlflow-artifacts"
 NAME, EMAIL = "Test User", "test@example.com"
 # Anything that would point a tool at the developer's (or CI's) servers, credentials, repositories or config.
 # Whole prefixes, so new variables such as MLFLOW_RUN_ID, AWS_DEFAULT_PROFILE or GIT_DIR are covered too.
-SCRUB_PREFIXES = ("MLFLOW_", "AWS_", "DVC_", "GIT_", ci.PREFIX, "RUNNER_")
+SCRUB_PREFIXES = ("MLFLOW_", "AWS_", "DVC_", "GIT_", ci.PREFIX, "RUNNER_", "RUNLOOP_")
 SCRUB_NAMES = (
     "CI",
     "ACCESS_TOKEN",

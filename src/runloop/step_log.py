@@ -116,13 +116,16 @@ def run_step(script: Path, env: Mapping[str, str]) -> int:
     """Run the step's script under bash, its output to this process's stdout and to the journal's log; its exit code.
 
     The step stays in this process's group (a terminal's hangup reaches it, as act's cancel does); a SIGINT or
-    SIGTERM sent to this process alone (a runner cancelling the job) goes on to every process of the step.
+    SIGTERM sent to this process alone (a runner cancelling the job) goes on to every process of the step. Nothing
+    of the step outlives it: the orphans of a process killed outright (a task's git push after `kill -9`) come to
+    this process, and whatever of the step still runs when its script ends is stopped.
     """
     where = folder(env)
     command = script.read_text(encoding="utf-8", errors="replace").strip()
     bash = ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)]
     if where is None:  # not on a CI runner: just run it
         return subprocess.run(bash, check=False).returncode
+    processes.adopt_orphans()
     where.mkdir(parents=True, exist_ok=True)
     number = 1 + sum(1 for line in _lines(where / JOURNAL) if '"exit"' not in line)
     log = where / f"step-{number}.log"
@@ -150,6 +153,7 @@ def run_step(script: Path, env: Mapping[str, str]) -> int:
             copy.write(chunk)
             copy.flush()
     code = proc.wait()
+    processes.stop_children()  # what the step left running (an orphan, a background job): stopped with it
     code = 128 - code if code < 0 else code  # killed by a signal: as a shell says it
     _journal(where, {"step": number, "exit": code})
     return code

@@ -113,8 +113,9 @@ def tag_legs(
     if not has_run(runs, base):
         print(COLD.format(base=base[:12]))
     if dry_run:
-        print(f"Would make sweep {stem}: {len(legs)} leg(s) on {base[:12]} ({branch}), each a commit that changes only")
-        print(f"{PARAMS}, its tag pushed alone to {remote}:")
+        on = f" for runner class {runner}" if runner else ""
+        print(f"Would make sweep {stem}: {len(legs)} leg(s){on} on {base[:12]} ({branch}), each a commit that")
+        print(f"changes only {PARAMS}, its tag pushed alone to {remote}:")
         print("\n".join(f"  {tag}  {leg.label}" for leg, tag in zip(legs, tags, strict=True)))
         return tags
     pushed: list[str] = []

@@ -1,7 +1,9 @@
 """MLflow runs of the pipeline's stages, and the records that name them (`runs/<stage>.json`).
 
 A stage that logs to MLflow does so inside `with stage_run("<stage>", "<experiment>"):`. mlflow is imported only
-there, so tasks.py can read the records on every `invoke` call without paying for the import.
+there, so tasks.py can read the records on every `invoke` call without paying for the import. Each run is tagged
+with what made it (the commit, the launch, the machine and the runner that took the job) and logs MLflow's system
+metrics while the stage runs (CPU, memory, disk, network; GPU utilisation where nvidia-ml-py is installed).
 """
 
 from __future__ import annotations
@@ -25,6 +27,16 @@ log = logging.getLogger(__name__)
 # stage from its run cache, the stage does not execute, but this record comes back with the data and still
 # names the MLflow run that produced it. Keeping it apart keeps data, model and metrics byte-identical.
 RUNS_DIR = Path("runs")
+# `invoke repro` sets these for the stages on CI: the runner that took the job and the class and labels the route
+# job sent it to (ci.runner). Each becomes the MLflow tag it is listed under.
+RUNNER_TAGS = {
+    "runner.class": "RUN_RUNNER_CLASS",
+    "runner.name": "RUN_RUNNER_NAME",
+    "runner.labels": "RUN_RUNNER_LABELS",
+}
+# MLflow's own switch for system metrics: on unless this says "false" (MLflow samples every 10 s by default,
+# MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL; a stage shorter than that logs none).
+SYSTEM_METRICS_ENV = "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"
 
 
 def run_tags(stage: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -45,8 +57,23 @@ def run_tags(stage: str, env: Mapping[str, str] | None = None) -> dict[str, str]
         "python_extras": (environment.env_value(environment.PYTHON_EXTRAS_ENV, env) or "")[:5000] or None,
         # The machine the stage ran on: why a reproduction's bytes may differ (see machine.py).
         **{f"env.{key}": value for key, value in machine.describe().items()},
+        **{tag: environment.env_value(name, env) for tag, name in RUNNER_TAGS.items()},
     }
     return {k: v for k, v in tags.items() if v is not None}
+
+
+def runner_variables(runner: Any) -> dict[str, str]:
+    """The RUNNER_TAGS variables for the stages, from a runner's name, class and labels (ci.Runner)."""
+    values = {
+        "RUN_RUNNER_CLASS": runner.runner_class,
+        "RUN_RUNNER_NAME": runner.name,
+        "RUN_RUNNER_LABELS": ", ".join(runner.labels),
+    }
+    return {name: value for name, value in values.items() if value}
+
+
+def _system_metrics(env: Mapping[str, str] | None = None) -> bool:
+    return (environment.env_value(SYSTEM_METRICS_ENV, env) or "true").lower() not in ("false", "0", "no")
 
 
 def locked_requirements(*names: str, lock: Path | None = None) -> list[str]:
@@ -156,13 +183,15 @@ def stage_run(
     environment.quiet()
     import mlflow
 
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # its start/stop lines: noise per stage
+
     uri = environment.tracking_uri(root=root)
     mlflow.set_tracking_uri(uri)
     experiment_id = _experiment_id(mlflow, experiment, uri)
     tags = run_tags(stage)
     if after and (parent := _reachable(mlflow, read_record(root / RUNS_DIR / f"{after}.json"), uri)):
         tags["mlflow.parentRunId"] = parent
-    with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
+    with mlflow.start_run(experiment_id=experiment_id, tags=tags, log_system_metrics=_system_metrics()) as run:
         try:
             mlflow.log_params(dict(params or {}))
             yield run
