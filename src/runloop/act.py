@@ -158,6 +158,13 @@ def routed_labels(repo: Path, tag: str, env: Mapping[str, str] | None = None) ->
     return table.classes.get(asked or table.default, ())
 
 
+def _dotenv_value(value: str) -> str:
+    """A value as act's env files read it: as is on one line; a multi-line one (a private key) double-quoted."""
+    if "\n" not in value:
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
 class Act:
     """Runs the workflow for a pushed tag, as the runner would, with act in host mode.
 
@@ -198,10 +205,13 @@ class Act:
         )
         self.env = env
         self.count = 0
+        # Actions act runs from a folder instead of fetching them ("owner/repo@ref" -> folder): stand-ins for those
+        # that need GitHub itself (act's --local-repository).
+        self.local_actions: dict[str, Path] = {}
 
     def _dotenv(self, name: str, values: Mapping[str, str]) -> Path:
         path = self.base / f"{name}-{self.count}.env"
-        path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+        path.write_text("".join(f"{k}={_dotenv_value(v)}\n" for k, v in values.items()))
         return path
 
     def _event(self, repo: Path, tag: str) -> Path:
@@ -250,6 +260,7 @@ class Act:
             "--secret-file", str(self._dotenv("secrets", self.secrets if secrets is None else secrets)),
             "--var-file", str(self._dotenv("vars", self.variables if variables is None else variables)),
             "--env-file", str(self._dotenv("env", self.env_file)),
+            *[arg for uses, path in self.local_actions.items() for arg in ("--local-repository", f"{uses}={path}")],
         ]  # fmt: skip
 
     def run(

@@ -85,8 +85,8 @@ def described(env: Mapping[str, str]) -> str | None:
 
 def git_auth(token: str | None) -> GitAuth:
     """How a git command authenticates with `token` over HTTPS (as actions/checkout does): a basic-auth header."""
-    if not token:
-        return GitAuth()
+    if not token:  # still no prompt: a job has no one to answer it (a credential helper still answers)
+        return GitAuth(env={"GIT_TERMINAL_PROMPT": "0"})
     basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
     # No prompt when the token is refused: a clear failure instead of a job waiting for a terminal.
     header = {_HEADER: f"AUTHORIZATION: basic {basic}", "GIT_TERMINAL_PROMPT": "0"}
