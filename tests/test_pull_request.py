@@ -74,10 +74,11 @@ def ci_env(base: dict[str, str], api: PullRequests, **extra: str) -> dict[str, s
 
 
 def run_on(origin: Path, path: Path, tag: str, env: dict[str, str], share_env: dict[str, str]) -> str:
-    """A runner's repro and share of `tag`; share's output."""
+    """A runner's repro and share of `tag`; share's output. Both use the runner's cache, as on CI."""
+    kept = {"RUNLOOP_CACHE": str(path.parent / f"{path.name}-cache")}
     clone(origin, path, f"refs/tags/{tag}")
-    ok(invoke(path, "repro", env=env))
-    return ok(invoke(path, "share", "--tag", tag, env=share_env))
+    ok(invoke(path, "repro", env={**env, **kept}))
+    return ok(invoke(path, "share", "--tag", tag, env={**share_env, **kept}))
 
 
 @pytest.fixture

@@ -17,9 +17,12 @@ import uuid
 import pytest
 from git_http import holds, serving
 from gitrepos import clone, commit_of, dvc_key, git, lock_outs, parents, refs, show, tag_run
-from loop_fixtures import APP_ACTION, APP_STAND_IN, SECRETS, add_stage, ran
+from loop_fixtures import APP_ACTION, SECRETS, add_stage, ran
 
 from src.runloop import environment, push_credential, runner
+from src.runloop.act import STAND_INS, stand_ins
+from src.runloop.environment import ROOT
+from src.runloop.project import WORKFLOW as WORKFLOW_PATH
 from src.runloop.refusal import Refused
 
 ALL_BUT_THE_TOKEN = {
@@ -103,7 +106,6 @@ def test_a_github_apps_token_pushes_the_results_with_no_access_token(dev, origin
     tagged = commit_of(origin, tag)
     repo = clone(origin, tmp_path / "runner", f"refs/tags/{tag}")
     secrets = {k: v for k, v in SECRETS.items() if k != "ACCESS_TOKEN"} | {"PUSH_APP_PRIVATE_KEY": key}
-    act.local_actions[APP_ACTION] = APP_STAND_IN
 
     with serving(origin, token) as (url, server):
         git("remote", "set-url", "origin", url, cwd=repo)  # the forge: pushes with the App's token alone
@@ -111,6 +113,7 @@ def test_a_github_apps_token_pushes_the_results_with_no_access_token(dev, origin
 
     log = ran(run)
     assert run.steps["Make the App's push token"] == "success", run.steps
+    assert stand_ins((ROOT / WORKFLOW_PATH).read_text()) == {APP_ACTION: STAND_INS / "create-github-app-token"}
     given = json.loads((act.home / "app-token-inputs.json").read_text())
     assert given == {
         "client-id": client,
