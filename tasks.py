@@ -49,6 +49,7 @@ from src.runloop import (  # noqa: E402  (after the bytecode switch, on purpose)
     pipeline,
     processes,
     project,
+    pull_request,
     push_credential,
     record,
     registry,
@@ -247,8 +248,9 @@ def share(c: Context, tag: str = "", branch: str = "", remote: str = "origin", d
 
         # The data goes first, whatever happens next: once it is on the remote nothing of the run can be lost.
         results.push_data(dvc)
-        said = results.record_and_push(runs, auth, env, plan)
-        report.summary(env, dvc, plan.outcome, said)
+        landing = results.record_and_push(runs, auth, env, plan)
+        review = pull_request.comment(runs, dvc, env, plan.outcome, landing)  # never fails the run
+        report.summary(env, dvc, plan.outcome, landing, review)
     retention.prune_runner_cache(runs, env)  # on a runner: its DVC cache under invoke.yaml's bound, now nothing is lost
 
 
@@ -350,7 +352,10 @@ def _sweep_table(runs: Runs, name: str, sort: str, ascending: bool, json: bool) 
 @task(
     help={
         "a": "The run to look at: a run tag or results commit (default: the current branch's newest run with results).",
-        "b": "The run to compare it with (default: the run before A on its branch; for a sweep's leg, its base).",
+        "b": "The run to compare it with (default: the run before A on its branch; for a sweep's leg, its base; for "
+        "a branch's first run, the newest run of the branch it was forked from).",
+        "workspace": "Hold the working copy (after a local `invoke repro`) against run B (default: the branch's "
+        "newest run with results), before you tag it.",
         "md": "Print Markdown tables.",
         "plots": "Also render both runs' plots into this directory (DVC's plots diff, an HTML page).",
         "fetch": "Fetch the remote's tags and branches first (--no-fetch: use what this clone has).",
@@ -358,27 +363,40 @@ def _sweep_table(runs: Runs, name: str, sort: str, ascending: bool, json: bool) 
     }
 )
 def compare(
-    c: Context, a: str = "", b: str = "", md: bool = False, plots: str = "", fetch: bool = True, remote: str = "origin"
+    c: Context,
+    a: str = "",
+    b: str = "",
+    workspace: bool = False,
+    md: bool = False,
+    plots: str = "",
+    fetch: bool = True,
+    remote: str = "origin",
 ) -> None:
     """Compare two runs' params and metrics with DVC's diffs (default: the branch's newest run and the one before)."""
     runner.at_root()
     env = runner.pipeline_environment()
     runs = _runs(remote, fetch, "comparing")
-    new = runs.with_results(a)
-    old = runs.with_results(b) if b else runs.base_of(new) or runs.previous(new)
+    if workspace:
+        old, new, shown = runs.with_results(b), None, "workspace = this working copy (its last `invoke repro`)"
+    else:
+        new = runs.with_results(a)
+        old = runs.with_results(b) if b else runs.base_of(new) or runs.previous(new) or runs.forked_from(new)
+        shown = f"{comparison.rev(new)} = {new.tag}"
     if old is None:
-        raise Exit(f"No run before {new.tag} on {new.branch} has results — name one with -b RUN.")
+        raise Exit(
+            f"No run before {new.tag} on {new.branch} or the branch it came from has results — name one: -b RUN."
+        )
     dvc_remote.configure(env)
     with dvc_repo.opened() as dvc:
-        failed = comparison.fetch(dvc, [old.results, new.results])  # metric and plot files are DVC outputs
-        text = comparison.text(runs.git, dvc, comparison.rev(old), comparison.rev(new), md)
-    print(f"{comparison.rev(old)} = {old.tag}\n{comparison.rev(new)} = {new.tag}\n")
+        failed = comparison.fetch(dvc, [r.results for r in (old, new) if r])  # metric and plot files are DVC outputs
+        text = comparison.text(runs.git, dvc, comparison.rev(old), new and comparison.rev(new), md)
+    print(f"{comparison.rev(old)} = {old.tag}\n{shown}\n")
     print(
         text
         + (f"(Fetching their metric and plot files failed: {failed})" if failed and comparison.MISSING in text else "")
     )
     if plots:
-        if error := comparison.plots(env, comparison.rev(old), comparison.rev(new), plots):
+        if error := comparison.plots(env, comparison.rev(old), new and comparison.rev(new), plots):
             raise Exit(f"DVC could not render the plots ({error}) — check the plots dvc.yaml declares.")
         print(f"Plots of both runs: {Path(plots).resolve() / 'index.html'}")
 

@@ -41,6 +41,9 @@ RUN_ID = "4242"
 CI_RUN = f"https://github.example/example-org/mlproj/actions/runs/{RUN_ID}"
 ACTOR = "ci-bot"
 MLFLOW_RUN = "0123456789abcdef0123456789abcdef"
+# The action that makes a GitHub App's installation token, as the workflow pins it (act runs a stand-in of it:
+# src/runloop/stand_ins/create-github-app-token).
+APP_ACTION = "actions/create-github-app-token@1b10c78c7865c340bc4f6099eb2f838309f1e8c3"
 LOCK = "schema: '2.0'\nstages:\n  train:\n    cmd: python -m train\n    outs:\n    - path: models/model.pkl\n"
 
 

@@ -106,3 +106,36 @@ def test_compare_refuses_a_run_without_results(dev, origin, tmp_path):
     nothing = invoke(user, "compare")
     assert nothing.returncode == 1
     assert "No run of branch 'main' has results yet" in nothing.stdout
+
+
+@pytest.mark.slow
+def test_compare_a_branchs_first_run_with_its_origin_and_the_working_copy_with_a_run(dev, origin, s3, tmp_path):
+    env = s3_env(s3)
+    param, value = tunable_param(dev)
+    base = tag_run(dev, "--message", "Baseline")
+    runner_run(origin, tmp_path / "runner-1", base, env)
+    on_main = refs(origin)["refs/heads/main"]
+    git("pull", "--quiet", "--ff-only", cwd=dev)
+    git("switch", "--quiet", "-c", "feature/try", cwd=dev)
+    set_param(dev, param, round(value * 1.5, 3))
+    push_dev(dev, "Try a value")
+    git("push", "--quiet", "-u", "origin", "feature/try", cwd=dev)
+    first = tag_run(dev)
+    runner_run(origin, tmp_path / "runner-2", first, env)
+    on_feature = refs(origin)["refs/heads/feature/try"]
+    user = clone(origin, tmp_path / "user")
+    git("switch", "--quiet", "feature/try", cwd=user)
+
+    # The branch's only run, held against the newest run of the branch it was forked from.
+    out = ok(invoke(user, "compare", env=env))
+
+    assert out.startswith(f"{on_main[:12]} = {base}\n{on_feature[:12]} = {first}\n")
+    assert rows(out, "params.yaml") == {param: [str(value), str(round(value * 1.5, 3))]}
+
+    # A local change, reproduced here, held against the branch's run before it is tagged.
+    set_param(user, param, round(value * 0.5, 3))
+    ok(invoke(user, "repro", env=env))
+    out = ok(invoke(user, "compare", "--workspace", env=env))
+
+    assert out.startswith(f"{on_feature[:12]} = {first}\nworkspace = this working copy (its last `invoke repro`)\n")
+    assert rows(out, "params.yaml") == {param: [str(round(value * 1.5, 3)), str(round(value * 0.5, 3))]}

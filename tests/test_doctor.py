@@ -14,7 +14,18 @@ from gitrepos import git, publish
 PASSWORD = "pw-Dq44-never-print"  # noqa: S105
 AWS_SECRET = "aws-secret-Lm19-never-print"  # noqa: S105
 TOKEN = "tok-Rw07-never-print"  # noqa: S105
-CHECKS = ["settings", "files", "python", "packages", "outputs", "dvc remote", "mlflow", "git identity", "git push"]
+CHECKS = [
+    "settings",
+    "files",
+    "python",
+    "packages",
+    "outputs",
+    "dvc remote",
+    "mlflow",
+    "git identity",
+    "push credential",
+    "git push",
+]
 
 
 def rows(out: str) -> dict[str, dict[str, str]]:
@@ -42,8 +53,8 @@ def test_doctor_on_a_configured_machine_says_ok_to_everything(project, origin, s
 
     assert code == 0, out
     shown = [line.split()[0:2] for line in lines(out)]
-    assert [" ".join(s) for s in shown if s[0] not in ("git", "dvc")] == [
-        f"{c} ok" for c in CHECKS if not c.startswith(("git", "dvc"))
+    assert [" ".join(s) for s in shown if s[0] not in ("git", "dvc", "push")] == [
+        f"{c} ok" for c in CHECKS if not c.startswith(("git", "dvc", "push"))
     ]
     clean(out)
 
@@ -108,7 +119,9 @@ def test_doctor_names_each_failure_with_its_fix_and_no_secret(project):
     code, text = run_invoke(project, "doctor", env=env)
 
     assert code == 1
-    assert "mlflow        failed   MLflow at http://127.0.0.1:9 is unreachable ([Errno 111] Connection refused)" in text
+    assert (
+        "mlflow           failed   MLflow at http://127.0.0.1:9 is unreachable ([Errno 111] Connection refused)" in text
+    )
     assert "fix: check MLFLOW_URL and that the tracking server is up" in text
     clean(text)
 
@@ -120,8 +133,39 @@ def test_doctor_as_the_runner_lists_every_missing_setting(project):
     settings = rows(out[: out.rindex("]") + 1])["settings"]
     assert settings["status"] == "failed"
     assert settings["detail"].startswith("Missing on this runner: MLFLOW_URL (from repository variable MLFLOW_URL), ")
-    assert settings["detail"].endswith("ACCESS_TOKEN (from secret ACCESS_TOKEN)")
+    assert settings["detail"].endswith(
+        "ACCESS_TOKEN (from secret ACCESS_TOKEN, or a GitHub App: repository variable PUSH_APP_CLIENT_ID and secret "
+        "PUSH_APP_PRIVATE_KEY)"
+    )
     assert settings["fix"].startswith("set them in the repository's Settings → Secrets and variables → Actions")
+    credential = rows(out[: out.rindex("]") + 1])["push credential"]
+    assert (credential["status"], credential["detail"]) == ("failed", "the run has nothing to push its results with")
+
+
+def test_doctor_as_the_runner_says_which_credential_the_run_pushes_with(project):
+    key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEdoctor-app-key\n-----END RSA PRIVATE KEY-----"
+    app = {"PUSH_APP_CLIENT_ID": "Iv23liDoctorApp", "PUSH_APP_PRIVATE_KEY": key}
+
+    _, with_app = run_invoke(
+        project, "doctor", "--on-runner", "--dry-run", "--json", env={**app, "ACCESS_TOKEN": TOKEN}
+    )
+    _, with_token = run_invoke(project, "doctor", "--on-runner", "--dry-run", "--json", env={"ACCESS_TOKEN": TOKEN})
+    _, flagged = run_invoke(project, "doctor", "--on-runner", "--dry-run", "--json", env={"PUSH_APP_SET": "true"})
+
+    def said(out: str) -> str:
+        return rows(out[: out.rindex("]") + 1])["push credential"]["detail"]
+
+    assert said(with_app) == (
+        "the run pushes with the GitHub App Iv23liDoctorApp's installation token, made for each run by "
+        "actions/create-github-app-token (it expires within the hour)"
+    )  # the App wins over the long-lived token
+    assert said(with_token) == (
+        "the run pushes with ACCESS_TOKEN, a long-lived token (a GitHub App's expiring token is safer: "
+        "docs/credentials.md)"
+    )
+    assert said(flagged).startswith("the run pushes with the GitHub App's installation token")
+    for out in (with_app, with_token, flagged):
+        assert "MIIEdoctor-app-key" not in out and TOKEN not in out
 
 
 def test_doctor_dry_run_contacts_nothing(project):

@@ -35,6 +35,7 @@ from gitrepos import (
 from gitrepos import experiment as experiment_of
 from loop_fixtures import (
     ACTOR,
+    APP_ACTION,
     CI_RUN,
     SECRETS,
     add_stage,
@@ -49,6 +50,10 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / tasks.WORKFLOW
 # Made up at run time, so that no file of the project holds them: a test that searches every byte a run left
 # behind for them (act prints `***` for the secrets it knows, so its log alone proves nothing) finds only leaks.
+
+
+# What share and the failure records push with: the App's token when the App is set up, else the secret.
+PUSH_TOKEN = "${{ steps.app-token.outputs.token || secrets.ACCESS_TOKEN }}"  # noqa: S105 - an expression
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +89,8 @@ def test_workflow_runs_for_the_tags_tag_run_makes(workflow):
 
 def test_workflow_grants_least_privilege(workflow, job, route_job):
     assert workflow["permissions"] == {}
-    assert job["permissions"] == {"contents": "read"}  # share pushes with ACCESS_TOKEN, not the job's token
+    # share pushes with the push token, not the job's; the job's token comments on the run's pull request.
+    assert job["permissions"] == {"contents": "read", "pull-requests": "write"}
     assert route_job["permissions"] == {"contents": "read"}  # the tag's annotation; the failure record as share
     assert 0 < job["timeout-minutes"] <= 120
     assert 0 < route_job["timeout-minutes"] <= 5  # it installs nothing: an unknown class fails in seconds
@@ -118,7 +124,7 @@ def test_workflow_steps_are_single_task_calls(workflow, job, route_job):
         assert "${{" not in script
         if script.startswith("invoke "):
             assert callable(getattr(tasks, script.split()[1].replace("-", "_")))
-    (checkout,) = [step for step in job["steps"] if "uses" in step]
+    (checkout,) = [step for step in job["steps"] if step.get("uses", "").startswith("actions/checkout@")]
     assert checkout["uses"].startswith("actions/checkout@")
     assert checkout["with"]["fetch-depth"] == 0  # share needs the tags and the remote branches
 
@@ -134,10 +140,12 @@ def test_workflow_env_gives_the_tasks_their_settings(job):
     sources = {"secret": "secrets", "repository variable": "vars"}
     for name, where in ci.SETTINGS.items():
         kind, _, setting = where.rpartition(" ")
-        assert env[name] == f"${{{{ {sources[kind]}.{setting} }}}}", name
+        given = f"{sources[kind]}.{setting}"
+        # The push token: the App's when it is set up (ci.ALTERNATIVES), else the secret.
+        assert env[name] == (PUSH_TOKEN if name in ci.ALTERNATIVES else f"${{{{ {given} }}}}"), name
     # And the names the runner's settings have, spelled out.
     expected = {
-        "ACCESS_TOKEN": "secrets.ACCESS_TOKEN",
+        "ACCESS_TOKEN": "steps.app-token.outputs.token || secrets.ACCESS_TOKEN",
         "AWS_ACCESS_KEY_ID": "secrets.MINIO_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY": "secrets.MINIO_SECRET_ACCESS_KEY",
         "MLFLOW_URL": "vars.MLFLOW_URL",
@@ -148,23 +156,31 @@ def test_workflow_env_gives_the_tasks_their_settings(job):
 
 def test_workflow_gives_the_push_token_to_share_alone(job):
     """act skips actions/checkout, so what the checkout keeps on disk is checked here, in the file."""
-    (checkout,) = [step for step in job["steps"] if "uses" in step]
+    (checkout,) = [step for step in job["steps"] if step.get("uses", "").startswith("actions/checkout@")]
     assert checkout["with"]["persist-credentials"] is False  # no credential in .git/config for a stage to read
     assert "ACCESS_TOKEN" not in job["env"]  # not job-wide: neither pipenv nor the stages see it
-    assert _step(job, "invoke share")["env"] == {"ACCESS_TOKEN": "${{ secrets.ACCESS_TOKEN }}"}
-    # repro learns only whether the secret is set, to name it when missing.
-    assert _step(job, "invoke repro")["env"] == {"ACCESS_TOKEN_SET": "${{ secrets.ACCESS_TOKEN != '' }}"}
+    # The App's token when the App is set up, else the secret; and the job's token, for the pull request's comment.
+    assert _step(job, "invoke share")["env"] == {
+        "ACCESS_TOKEN": PUSH_TOKEN,
+        "GITHUB_TOKEN": "${{ github.token }}",
+    }
+    # repro learns only whether a credential is set, to name a missing one.
+    assert _step(job, "invoke repro")["env"] == {
+        "ACCESS_TOKEN_SET": "${{ secrets.ACCESS_TOKEN != '' }}",
+        "PUSH_APP_SET": "${{ vars.PUSH_APP_CLIENT_ID != '' && secrets.PUSH_APP_PRIVATE_KEY != '' }}",
+    }
     assert "env" not in _step(job, "python3 -m src.runloop.lock_venv")
     # The failure record pushes with it too; it runs no code of the pipeline's.
     failure = _step(job, "python3 -m src.runloop.failure")
-    assert failure["env"] == {"ACCESS_TOKEN": "${{ secrets.ACCESS_TOKEN }}", "JOB_STATUS": "${{ job.status }}"}
+    assert failure["env"] == {"ACCESS_TOKEN": PUSH_TOKEN, "JOB_STATUS": "${{ job.status }}"}
     # The route job's own failure record too; its route step gets the job's read-only token, for the tag alone.
     (route_job,) = [j for name, j in yaml.safe_load(WORKFLOW.read_text())["jobs"].items() if name == "route"]
     assert _step(route_job, "python3 -m src.runloop.failure")["env"] == failure["env"]
     assert _step(route_job, "python3 -m src.runloop.route")["env"] == {"GITHUB_TOKEN": "${{ github.token }}"}
     # Nowhere else: the route job's failure record, the checkout's token (the fetch), repro's flag, share's and the
-    # failure record's steps.
-    uses = re.findall(r"^.*secrets\.ACCESS_TOKEN.*$", WORKFLOW.read_text(), flags=re.MULTILINE)
+    # failure record's steps; the App's key to the token action alone, which runs in both jobs.
+    text = WORKFLOW.read_text()
+    uses = re.findall(r"^.*secrets\.ACCESS_TOKEN.*$", text, flags=re.MULTILINE)
     assert [line.split(":")[0].strip() for line in uses] == [
         "ACCESS_TOKEN",
         "token",
@@ -172,6 +188,31 @@ def test_workflow_gives_the_push_token_to_share_alone(job):
         "ACCESS_TOKEN",
         "ACCESS_TOKEN",
     ]
+    keys = re.findall(r"^.*secrets\.PUSH_APP_PRIVATE_KEY.*$", text, flags=re.MULTILINE)
+    assert [line.split(":")[0].strip() for line in keys] == ["private-key", "PUSH_APP_SET", "private-key"]
+    assert "secrets.GITHUB_TOKEN" not in text  # the job's token is github.token, given by name where it is used
+
+
+def test_the_apps_token_is_made_after_the_pipeline_for_share_and_the_failure_record(job, route_job):
+    """actions/create-github-app-token, SHA-pinned, with the variable and the key: contents write, nothing more."""
+    for each, when in (
+        (job, "${{ !cancelled() && vars.PUSH_APP_CLIENT_ID != '' }}"),
+        (route_job, "(failure() || cancelled()) && vars.PUSH_APP_CLIENT_ID != ''"),
+    ):
+        (token,) = [step for step in each["steps"] if step.get("id") == "app-token"]
+        assert token["uses"] == APP_ACTION
+        assert token["if"] == when
+        assert token["with"] == {
+            "client-id": "${{ vars.PUSH_APP_CLIENT_ID }}",
+            "private-key": "${{ secrets.PUSH_APP_PRIVATE_KEY }}",
+            "permission-contents": "write",
+        }
+        names = [step.get("run") or step.get("id") for step in each["steps"]]
+        # Before the steps that push (share, the failure record); in the run job after the pipeline, so that a long
+        # run does not outlive a token that expires within the hour.
+        assert names.index("app-token") == names.index("python3 -m src.runloop.failure") - 1 - (each is job)
+    names = [step.get("run") or step.get("id") for step in job["steps"]]
+    assert names.index("invoke repro") < names.index("app-token") < names.index("invoke share")
 
 
 def test_the_run_job_runs_where_the_route_job_sends_it(job, route_job):
@@ -214,7 +255,16 @@ def test_workflow_passes_actionlint_which_checks_the_routing(tmp_path):
 
 def test_workflow_and_dependabot_pass_zizmor_pedantic():
     result = subprocess.run(
-        [str(BIN / "zizmor"), "--offline", "--persona", "pedantic", "--format", "json", str(ROOT / ".github")],
+        [
+            str(BIN / "zizmor"),
+            "--offline",
+            "--strict-collection",
+            "--persona",
+            "pedantic",
+            "--format",
+            "json",
+            str(ROOT / ".github"),
+        ],
         capture_output=True,
         text=True,
     )
@@ -455,7 +505,7 @@ def test_workflow_names_a_missing_push_token_without_showing_it_to_repro(dev, or
 
     assert (result.returncode, result.job_result) == (1, "failure")
     assert result.steps["Reproduce the pipeline"] == "failure", result.steps
-    assert "Missing on this runner: ACCESS_TOKEN (from secret ACCESS_TOKEN) — set them" in result.log
+    assert "Missing on this runner: ACCESS_TOKEN (from secret ACCESS_TOKEN, or a GitHub App: " in result.log
     assert "dvc repro" not in result.log
     assert remote.keys(s3) == set()
     failed = refs(origin)[f"refs/heads/failed/{tag}"]  # recorded without the token: this origin takes any push

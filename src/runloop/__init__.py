@@ -37,7 +37,8 @@ each import only the layers below them:
     tracking         MLflow runs of the stages and the records (runs/<stage>.json) that name them
     mlflow_runs      MLflow runs found by their run tag, with their artifacts, logged models and versions; deleted
     mlflow_server    the MLflow tracking server asked over its REST API, with a short timeout
-    act              act running the workflow on this machine, as the runner would
+    act              act running the workflow on this machine, as the runner would (stand_ins/: actions it runs
+                     in place of those that need GitHub itself)
     runner_cache     what a self-hosted runner keeps between jobs: the venvs, DVC's cache (linked into workspaces)
     dvc_locks        DVC's locks in a workspace: what a dead process left, cleared; a live holder, named
     services         throwaway moto S3, MLflow server and bare origin on loopback, for tests and rehearsals

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -34,6 +35,9 @@ from src.runloop.git import Git
 from src.runloop.refusal import Refused
 from src.runloop.services import BIN
 
+# Actions act runs from this package's stand-ins (stand_ins/<name>/action.yml) instead of fetching them.
+STAND_INS = Path(__file__).parent / "stand_ins"
+STANDING_IN = ("actions/create-github-app-token",)
 ACTOR = "rehearsal"  # act's -a: the GitHub user a push event names; share names the results' committer after it
 
 
@@ -158,6 +162,21 @@ def routed_labels(repo: Path, tag: str, env: Mapping[str, str] | None = None) ->
     return table.classes.get(asked or table.default, ())
 
 
+def stand_ins(workflow: str) -> dict[str, Path]:
+    """The actions of `workflow` that act runs from a stand-in of this package ("owner/repo@ref" -> its folder):
+    those that need GitHub itself. act fetches every action of a job before the job's first step, even one whose
+    step is then skipped, and a rehearsal or a test reaches no GitHub and makes no real credential."""
+    uses = re.findall(r"^\s*(?:- )?uses:\s*([\w.-]+/[\w.-]+)@([\w.-]+)", workflow, flags=re.MULTILINE)
+    return {f"{action}@{ref}": STAND_INS / action.split("/")[1] for action, ref in uses if action in STANDING_IN}
+
+
+def _dotenv_value(value: str) -> str:
+    """A value as act's env files read it: as is on one line; a multi-line one (a private key) double-quoted."""
+    if "\n" not in value:
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
 class Act:
     """Runs the workflow for a pushed tag, as the runner would, with act in host mode.
 
@@ -201,7 +220,7 @@ class Act:
 
     def _dotenv(self, name: str, values: Mapping[str, str]) -> Path:
         path = self.base / f"{name}-{self.count}.env"
-        path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+        path.write_text("".join(f"{k}={_dotenv_value(v)}\n" for k, v in values.items()))
         return path
 
     def _event(self, repo: Path, tag: str) -> Path:
@@ -242,7 +261,8 @@ class Act:
         self.count += 1
         workflow = repo / self.workflow
         routed = routed_labels(repo, tag, self.env)
-        platforms = host_labels(yaml.safe_load(workflow.read_text()) or {}, str(self.workflow), routed)
+        workflow_text = workflow.read_text()
+        platforms = host_labels(yaml.safe_load(workflow_text) or {}, str(self.workflow), routed)
         return [
             find_act(self.env["PATH"]), "push", "-C", str(repo), "-W", str(workflow), "-e", str(self._event(repo, tag)),
             *[arg for label in platforms for arg in ("-P", f"{label}=-self-hosted")],
@@ -250,6 +270,7 @@ class Act:
             "--secret-file", str(self._dotenv("secrets", self.secrets if secrets is None else secrets)),
             "--var-file", str(self._dotenv("vars", self.variables if variables is None else variables)),
             "--env-file", str(self._dotenv("env", self.env_file)),
+            *[arg for uses, at in stand_ins(workflow_text).items() for arg in ("--local-repository", f"{uses}={at}")],
         ]  # fmt: skip
 
     def run(

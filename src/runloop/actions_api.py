@@ -51,9 +51,10 @@ def token(env: Mapping[str, str]) -> str | None:
     return environment.env_value("GH_TOKEN", env) or environment.env_value("GITHUB_TOKEN", env)
 
 
-def connect(env: Mapping[str, str], repo: str | None) -> tuple[Api | None, str]:
-    """The API for repository `repo` (owner/name, ci.repository), or None and why it is not used."""
-    secret = token(env)
+def connect(env: Mapping[str, str], repo: str | None, secret: str | None = None) -> tuple[Api | None, str]:
+    """The API for repository `repo` (owner/name, ci.repository) with `secret` (default: GH_TOKEN or GITHUB_TOKEN),
+    or None and why it is not used."""
+    secret = secret or token(env)
     if not secret:
         return None, "no GH_TOKEN or GITHUB_TOKEN is set: the runs' records tell how they end"
     if not repo:
@@ -65,7 +66,8 @@ def connect(env: Mapping[str, str], repo: str | None) -> tuple[Api | None, str]:
 
 
 class Api:
-    """Read-only requests to the Actions API of one repository."""
+    """Requests to GitHub's REST API about one repository: the Actions API read here, and whatever a flow asks
+    through `request` (pull_request.py writes one comment)."""
 
     def __init__(self, base: str, repo: str, secret: str) -> None:
         self.base = base.rstrip("/")
@@ -77,19 +79,28 @@ class Api:
 
     def get(self, path: str, query: Mapping[str, str] | None = None) -> Any:
         """The JSON GitHub answers for GET `path`; ApiError (one line, no token) for anything else."""
+        return self.request("GET", path, query)
+
+    def request(
+        self, method: str, path: str, query: Mapping[str, str] | None = None, body: Mapping[str, Any] | None = None
+    ) -> Any:
+        """The JSON GitHub answers for `method` `path` (with a JSON `body`); ApiError (one line, no token) else."""
         import urllib.error
         import urllib.parse
         import urllib.request
 
         url = f"{self.base}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        headers = {
+            "Accept": "application/vnd.github+json",
+            "Authorization": f"Bearer {self._token}",
+            "X-GitHub-Api-Version": VERSION,
+            "User-Agent": "runloop",
+        }
+        data = None
+        if body is not None:
+            data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
         request = urllib.request.Request(  # noqa: S310 - connect() lets only http(s) base URLs through
-            url,
-            headers={
-                "Accept": "application/vnd.github+json",
-                "Authorization": f"Bearer {self._token}",
-                "X-GitHub-Api-Version": VERSION,
-                "User-Agent": "runloop-watch",
-            },
+            url, data=data, headers=headers, method=method
         )
         try:
             with _opener().open(request, timeout=TIMEOUT) as response:

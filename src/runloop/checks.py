@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from src.runloop import ci, dvc_remote, environment, lock, mlflow_server, packages
+from src.runloop import ci, dvc_remote, environment, lock, mlflow_server, packages, push_credential
 from src.runloop.git import Git
 from src.runloop.refusal import Refused
 
@@ -237,8 +237,23 @@ def doctor(env: Mapping[str, str], on_runner: bool, remote_name: str, network: b
     else:
         rows += [Result(name, SKIPPED, "--dry-run: not contacted") for name in ("dvc remote", "mlflow")]
     rows.append(git_identity(env))
+    rows.append(push_credential_row(env, on_runner))
     rows.append(git_push(env, remote_name) if network else Result("git push", SKIPPED, "--dry-run: not tried"))
     return rows
+
+
+def push_credential_row(env: Mapping[str, str], on_runner: bool) -> Result:
+    """Which credential share (and a failure's record) will push with on the runner; never its value."""
+    if said := push_credential.described(env):
+        return Result("push credential", OK, f"the run pushes with {said}")
+    if not on_runner:
+        return Result("push credential", OK, "none set: pushes from here use your own git credentials")
+    return Result(
+        "push credential",
+        FAILED,
+        "the run has nothing to push its results with",
+        f"set secret {push_credential.VARIABLE}, or a GitHub App ({ci.ALTERNATIVES[push_credential.VARIABLE]})",
+    )
 
 
 def table(rows: list[Result]) -> str:

@@ -39,6 +39,11 @@ SETTINGS = {
     "AWS_SECRET_ACCESS_KEY": "secret MINIO_SECRET_ACCESS_KEY",
     push_credential.VARIABLE: f"secret {push_credential.VARIABLE}",
 }
+# What stands in for a setting that has an alternative: the push token's is a GitHub App's expiring token.
+ALTERNATIVES = {
+    push_credential.VARIABLE: f"or a GitHub App: repository variable {push_credential.APP_CLIENT_ID} and secret "
+    f"{push_credential.APP_PRIVATE_KEY}",
+}
 # The host's own variables: a throwaway environment (services.isolated) drops every one of them.
 PREFIX = "GITHUB_"
 # What the workflow's run job gets from its route job (route.py): the runner class and its runs-on labels (JSON).
@@ -81,6 +86,12 @@ def run_url(env: Mapping[str, str] | None = None) -> str | None:
 def attempt(env: Mapping[str, str] | None = None) -> int | None:
     value = _value("GITHUB_RUN_ATTEMPT", env) or ""
     return int(value) if value.isdigit() else None
+
+
+def job_token(env: Mapping[str, str] | None = None) -> str | None:
+    """The job's own token (GITHUB_TOKEN, which the workflow gives the share step alone): pushes made with it start
+    no workflow, so it comments on pull requests and never pushes results."""
+    return _value("GITHUB_TOKEN", env)
 
 
 def actor(env: Mapping[str, str] | None = None) -> str | None:
@@ -179,7 +190,7 @@ def missing_settings(env: Mapping[str, str]) -> str | None:
     missing = [name for name in SETTINGS if not _is_set(name, env)]
     if not missing:
         return None
-    where = ", ".join(f"{n} (from {SETTINGS[n]})" for n in missing)
+    where = ", ".join(f"{n} (from {SETTINGS[n]}{', ' + ALTERNATIVES[n] if n in ALTERNATIVES else ''})" for n in missing)
     return (
         f"Missing on this runner: {where} — set them in the repository's Settings → Secrets and variables "
         "→ Actions (see the README's environment table)."

@@ -40,8 +40,10 @@ def missing(git: Git, diff: Mapping[str, Mapping[str, Mapping]], old: str, new: 
             values = [v.get(side) for v in (diff.get(path) or {}).values()]
             if not any(v is not None for v in values):
                 lines.append(
-                    f"{path} {MISSING} {rev or 'the working tree'}: neither the local DVC cache nor the remote "
-                    "has it (push it from the runner that made it: `invoke share` pushes every output)."
+                    f"{path} {MISSING} the working copy: run `invoke repro` here first."
+                    if rev is None
+                    else f"{path} {MISSING} {rev}: neither the local DVC cache nor the remote has it (push it from "
+                    "the runner that made it: `invoke share` pushes every output)."
                 )
     return lines
 
@@ -57,9 +59,10 @@ def text(git: Git, dvc: Dvc, old: str, new: str | None, md: bool = False) -> str
     return "\n".join(parts).rstrip() + "\n"
 
 
-def plots(env: Mapping[str, str], old: str, new: str, out: str) -> str | None:
-    """Render DVC's plots of both revisions into `out` (an HTML page); None, or DVC's reason."""
-    cmd = [*COMMAND, "plots", "diff", old, new, "--out", out]
+def plots(env: Mapping[str, str], old: str, new: str | None, out: str) -> str | None:
+    """Render DVC's plots of both revisions (new None: the working copy) into `out` (an HTML page); None, or DVC's
+    reason."""
+    cmd = [*COMMAND, "plots", "diff", old, *([new] if new else []), "--out", out]
     result = subprocess.run(cmd, env=dict(env), capture_output=True, text=True, stdin=subprocess.DEVNULL)
     return None if result.returncode == 0 else environment.scrub((result.stderr or result.stdout).strip())
 

@@ -28,6 +28,7 @@ SECRET_VARIABLES = (
     "GITHUB_TOKEN",
     "MLFLOW_TRACKING_PASSWORD",
     "MLFLOW_TRACKING_TOKEN",
+    "PUSH_APP_PRIVATE_KEY",
 )
 # Query-string (or fragment) parameters that carry credentials, by how their names end: ?token=, &password=, …
 _SECRETISH = r"(?:token|password|passwd|pwd|secret|key|signature|sig|credentials?|auth)"

@@ -65,6 +65,23 @@ def check(uri: str, experiments: list[str], env: Mapping[str, str], create: bool
         ) from None
 
 
+def artifacts(uri: str, run_id: str, env: Mapping[str, str], depth: int = 2) -> list[str]:
+    """The paths of the files an MLflow run logged as artifacts, `depth` folders down (none when it cannot say)."""
+    found, folders = [], [("", 0)]
+    while folders:
+        path, level = folders.pop()
+        try:
+            status, body = _request(uri, "GET", "artifacts/list", env, params={"run_id": run_id, "path": path})
+        except (OSError, ValueError):
+            return found
+        for entry in (body or {}).get("files", []) if status == 200 else []:
+            if entry.get("is_dir") and level + 1 < depth:
+                folders.append((entry["path"], level + 1))
+            elif not entry.get("is_dir"):
+                found.append(entry["path"])
+    return sorted(found)
+
+
 def _expect_ok(status: int, body: dict[str, Any] | None, shown: str, variable: str) -> None:
     if status == 200 and body is not None:
         return

@@ -26,6 +26,7 @@ import posixpath
 import shlex
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from src.runloop import ci, record
 from src.runloop.git import Git, last_lines
@@ -236,6 +237,26 @@ def record_commit(git: Git, env: Mapping[str, str], parent: str, text: str) -> s
     )
 
 
+@dataclass(frozen=True)
+class Landing:
+    """Where an outcome commit went: what happened in words, the commit, the branch holding it, and the branch that
+    refused it (a protected branch or a ruleset: not a tip that moved on), when one did."""
+
+    said: str
+    commit: str
+    branch: str
+    refused: str | None = None
+
+    def pull_request_command(self, subject: str) -> str | None:
+        """The one command that opens a pull request of results a protected branch refused, else None."""
+        if not self.refused:
+            return None
+        title, body = f"{subject} (results of a run)", "Results the branch took no direct push of (see their record)."
+        return shlex.join(
+            ["gh", "pr", "create", "--base", self.refused, "--head", self.branch, "--title", title, "--body", body]
+        )
+
+
 def push(
     git: Git,
     auth: GitAuth,
@@ -246,9 +267,10 @@ def push(
     tagged: str,
     results: str,
     same_as: str | None = None,
-) -> str:
-    """Push the results commit to `target`, else to a side branch; say where it went and why."""
+) -> Landing:
+    """Push the results commit to `target`, else to a side branch; where it went and why."""
     short = results[:12]
+    refused = None
     if target is None:
         reason = unclear
     else:
@@ -257,11 +279,12 @@ def push(
         if tip == tagged:
             pushed = git.run(*auth.args, "push", "--quiet", remote, f"{results}:refs/heads/{target}", env=auth.env)
             if pushed.returncode == 0:
-                return f"Results committed as {short} on {remote}/{target}."
+                return Landing(f"Results committed as {short} on {remote}/{target}.", results, target)
             ref = f"refs/remotes/{remote}/{target}"
             git.run(*auth.args, "fetch", "--quiet", "--no-tags", remote, f"+refs/heads/{target}:{ref}", env=auth.env)
             if git("rev-parse", "--verify", "--quiet", ref) == tagged:  # not a race: the push was refused
                 reason = f"{remote}/{target} refused the push ({last_lines(pushed.stderr, 6)})"
+                refused = target
         elif same_as and tip == same_as:
             reason = f"{remote}/{target} holds these results already ({same_as[:12]})"
     side = side_branch(git, remote, tag)
@@ -275,11 +298,19 @@ def push(
         )
     blocked = "" if side.startswith(SIDE["results"][0]) else f" ({remote} has a branch in the way of results/{tag})"
     if same_as:
-        return f"{reason}: the run is recorded as {short} on branch {side}{blocked}; its results are {same_as[:12]}'s."
-    into = f" into {target}" if target else ""
-    return (
-        f"{reason}: results committed as {short} on branch {side} instead{blocked} — merge it{into} to keep them there."
-    )
+        said = f"{reason}: the run is recorded as {short} on branch {side}{blocked}; its results are {same_as[:12]}'s."
+    elif refused:
+        said = (
+            f"{reason}: results committed as {short} on branch {side} instead{blocked} — open a pull request of it "
+            f"into {refused}, which takes no direct push."
+        )
+    else:
+        into = f" into {target}" if target else ""
+        said = (
+            f"{reason}: results committed as {short} on branch {side} instead{blocked} — merge it{into} to keep "
+            "them there."
+        )
+    return Landing(said, results, side, refused)
 
 
 def fetch(git: Git, auth: GitAuth, remote: str, tag: str) -> None:

@@ -21,6 +21,10 @@ from src.runloop import environment
 VARIABLE = "ACCESS_TOKEN"  # the secret's name on the runner and in .env
 # What repro's step gets instead of the token: whether the secret is set, never its value.
 IS_SET = "ACCESS_TOKEN_SET"
+# The other credential: a GitHub App whose installation token the workflow makes for each run (it expires within
+# the hour) and hands to share as ACCESS_TOKEN. Its client ID is a repository variable, its private key a secret;
+# repro's step gets APP_IS_SET ("true" when both are there), never the key.
+APP_CLIENT_ID, APP_PRIVATE_KEY, APP_IS_SET = "PUSH_APP_CLIENT_ID", "PUSH_APP_PRIVATE_KEY", "PUSH_APP_SET"
 # The variable git reads the header from; set in the environment of share's git fetch and push only.
 _HEADER = "RUNLOOP_GIT_AUTH_HEADER"
 
@@ -41,24 +45,48 @@ class GitAuth:
 def withhold() -> str | None:
     """Take the token out of this process's environment (.env read first), so no child sees it; return it.
 
-    ACCESS_TOKEN_SET=true stands in for it, so the settings check still knows the secret is there.
+    ACCESS_TOKEN_SET=true stands in for it, so the settings check still knows the secret is there; a GitHub App's
+    private key goes too (PUSH_APP_SET=true stands in for it).
     """
     environment.load_dotenv(strict=False)  # an unreadable line is reported by the task's own strict read
     token = os.environ.pop(VARIABLE, "").strip()
     if token:
         os.environ[IS_SET] = "true"
+    if os.environ.pop(APP_PRIVATE_KEY, "").strip() and environment.env_value(APP_CLIENT_ID):
+        os.environ[APP_IS_SET] = "true"  # the key only makes tokens on the runner: no child needs it
     return token or None
 
 
 def is_set(env: Mapping[str, str]) -> bool:
-    """Whether the run has its push token: the token itself, or the workflow's flag that the secret is set."""
-    return bool(environment.env_value(VARIABLE, env)) or environment.env_value(IS_SET, env) == "true"
+    """Whether the run has a push credential: the token, the workflow's flag that its secret is set, or an App."""
+    token = bool(environment.env_value(VARIABLE, env)) or environment.env_value(IS_SET, env) == "true"
+    return token or uses_app(env)
+
+
+def uses_app(env: Mapping[str, str]) -> bool:
+    """Whether the run pushes with a GitHub App's installation token (its client ID and key set, or the flag)."""
+    both = environment.env_value(APP_CLIENT_ID, env) and environment.env_value(APP_PRIVATE_KEY, env)
+    return bool(both) or environment.env_value(APP_IS_SET, env) == "true"
+
+
+def described(env: Mapping[str, str]) -> str | None:
+    """Which credential the run will push with, in words (never its value); None when it has none."""
+    if uses_app(env):
+        app = environment.env_value(APP_CLIENT_ID, env)
+        named = f" {app}" if app else ""
+        return (
+            f"the GitHub App{named}'s installation token, made for each run by actions/create-github-app-token "
+            "(it expires within the hour)"
+        )
+    if is_set(env):
+        return f"{VARIABLE}, a long-lived token (a GitHub App's expiring token is safer: docs/credentials.md)"
+    return None
 
 
 def git_auth(token: str | None) -> GitAuth:
     """How a git command authenticates with `token` over HTTPS (as actions/checkout does): a basic-auth header."""
-    if not token:
-        return GitAuth()
+    if not token:  # still no prompt: a job has no one to answer it (a credential helper still answers)
+        return GitAuth(env={"GIT_TERMINAL_PROMPT": "0"})
     basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
     # No prompt when the token is refused: a clear failure instead of a job waiting for a terminal.
     header = {_HEADER: f"AUTHORIZATION: basic {basic}", "GIT_TERMINAL_PROMPT": "0"}

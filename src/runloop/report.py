@@ -9,6 +9,7 @@ from typing import Any
 
 from src.runloop import ci, dvc_remote, environment, lock, machine, record
 from src.runloop.dvc_repo import Dvc
+from src.runloop.outcome_commit import Landing
 from src.runloop.runs import Run, Runs, failed_where
 
 # What a run's record says of the runner that took it (machine section keys), in `runs --run`'s words.
@@ -57,12 +58,24 @@ def results(env: Mapping[str, str], remote: bool, table: str, lines: list[str]) 
     print(f"Data and models: {environment.ROOT} (outputs listed in dvc.yaml); shared through {where}.")
 
 
-def summary(env: Mapping[str, str], dvc: Dvc, outcome: record.Outcome, said: str) -> None:
-    """Tell the run's outcome on stdout and, on CI, in the job summary (its metrics, params, machine, comparison)."""
+def summary(
+    env: Mapping[str, str], dvc: Dvc, outcome: record.Outcome, landing: Landing, review: str | None = None
+) -> None:
+    """Tell the run's outcome on stdout and, on CI, in the job summary (its metrics, params, machine, comparison);
+    `review`: what became of the pull request's comment."""
+    said = landing.said
     print(said)
+    if review:
+        print(review)
     path = ci.summary_file(env)
     if not path:
         return
+    command = landing.pull_request_command(outcome.subject or outcome.tag)
+    opening = (
+        f"\n`{landing.refused}` takes no direct push. Open a pull request of the results:\n\n```sh\n{command}\n```\n"
+        if command
+        else ""
+    )
     links = "\n".join(f"- {line}" for line in mlflow_lines()) or "- MLflow: no run"
     more = "".join(
         f"\n### {title}\n\n```text\n{text.strip()}\n```\n"
@@ -74,7 +87,9 @@ def summary(env: Mapping[str, str], dvc: Dvc, outcome: record.Outcome, said: str
     )
     with open(path, "a", encoding="utf-8") as f:
         f.write(
-            f"## Run `{outcome.tag}`\n\n- Commit: `{outcome.commit}`\n- {said}\n{links}\n\n"
+            f"## Run `{outcome.tag}`\n\n- Commit: `{outcome.commit}`\n- {said}\n{links}\n"
+            + (f"- {review}\n" if review else "")
+            + f"{opening}\n"
             f"### Metrics\n\n{dvc.metrics_table(md=True) or 'none'}\n\n"
             f"### Params\n\n{dvc.params_table(md=True) or 'none'}\n{more}"
         )

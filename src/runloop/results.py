@@ -19,7 +19,7 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from src.runloop import (
     ci,
@@ -230,15 +230,18 @@ def push_data(dvc: Dvc) -> None:
         )
 
 
-def record_and_push(runs: Runs, auth: GitAuth, env: Mapping[str, str], plan: Plan) -> str:
-    """Commit the run's record on the tagged commit and push it where it belongs; what happened, in words."""
+def record_and_push(runs: Runs, auth: GitAuth, env: Mapping[str, str], plan: Plan) -> outcome_commit.Landing:
+    """Commit the run's record on the tagged commit and push it where it belongs; where it went, in words."""
     if plan.existing:
-        return (
+        said = (
             f"Results of {plan.tag} are already on {runs.remote} as {plan.existing[:12]}: nothing to commit (a re-run)."
         )
+        return outcome_commit.Landing(said, plan.existing, "")
     made = outcome_commit.commit(runs.git, env, plan.commit, plan.files, record.message(plan.outcome))
     o = plan.outcome
-    said = outcome_commit.push(runs.git, auth, runs.remote, plan.target, plan.unclear, o.tag, o.commit, made, o.same_as)
+    landing = outcome_commit.push(
+        runs.git, auth, runs.remote, plan.target, plan.unclear, o.tag, o.commit, made, o.same_as
+    )
     if o.kind == record.SAME:
-        said = f"The same results as {o.same_as[:12]} ({o.same_note}). {said}"
-    return said
+        return replace(landing, said=f"The same results as {o.same_as[:12]} ({o.same_note}). {landing.said}")
+    return landing

@@ -313,6 +313,27 @@ class Runs:
         """The runs tagged on `branch`, or whose results landed on it."""
         return [r for r in (self.all if runs is None else runs) if branch in (r.branch, r.where)]
 
+    def forked_from(self, run: Run) -> Run | None:
+        """The newest run with results (a sweep's legs aside) of the branch `run`'s branch was forked from: the
+        other branch on the remote whose common ancestor with it is the nearest (the default branch on a tie)."""
+        if not run.branch:
+            return None
+        heads = self.git("for-each-ref", "--format=%(refname:strip=3)", f"refs/remotes/{self.remote}/") or ""
+        others = [b for b in heads.splitlines() if b not in ("HEAD", run.branch) and not b.startswith(SIDE_PREFIXES)]
+        default = (self.git("symbolic-ref", "--quiet", "--short", f"refs/remotes/{self.remote}/HEAD") or "").split("/")[
+            -1
+        ]
+        nearest: tuple[int, bool, str] | None = None
+        for other in others:
+            fork = self.git("merge-base", run.commit, f"refs/remotes/{self.remote}/{other}")
+            when = self.git("log", "-1", "--format=%ct", fork) if fork else None
+            if when and fork != run.commit:
+                candidate = (int(when), other == default, other)
+                nearest = max(nearest, candidate) if nearest else candidate
+        if nearest is None:
+            return None
+        return next((r for r in self.of_branch(nearest[2]) if r.results and not r.leg), None)
+
     def base_of(self, leg: Run) -> Run | None:
         """For a sweep's leg, the run of the sweep's base (the leg's parent) that has results; else None."""
         if not leg.leg:
