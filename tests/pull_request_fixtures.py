@@ -8,15 +8,13 @@ keeps the comments it was given, and records every request.
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from json_api import Request, serving
 
 REPOSITORY = "example-org/mlproj"
 WEB = f"https://github.com/{REPOSITORY}"
@@ -111,40 +109,12 @@ def pull_requests() -> Iterator[PullRequests]:
     """The replaying API on a free loopback port, stopped after the test."""
     state = PullRequests(token=f"ghs_{uuid.uuid4().hex}")
 
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self) -> None:
-            parts = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            try:
-                body = json.loads(raw) if raw else None
-            except ValueError:
-                body = None
-            with state.lock:
-                state.requests.append((self.command, self.path))
-                code, answer = state.answer(
-                    self.command, parts.path, parse_qs(parts.query), self.headers.get("Authorization", ""), body
-                )
-            data = json.dumps(answer).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("X-RateLimit-Remaining", "4999")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def answer(request: Request) -> tuple[int, object]:
+        with state.lock:
+            state.requests.append((request.method, request.target))
+            authorization = request.headers.get("authorization", "")
+            return state.answer(request.method, request.path, request.query, authorization, request.body)
 
-        do_GET = do_POST = do_PATCH = _serve  # noqa: N815 - http.server's names
-
-        def log_message(self, *args: object) -> None:  # quiet
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving(answer) as url:
+        state.url = url
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()

@@ -8,18 +8,16 @@ GitHub checks (the bearer token; the head_sha and event filters) and records eve
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
+from json_api import Request, serving
 
 import tasks
 
@@ -188,32 +186,11 @@ def replay() -> Iterator[Replay]:
     """The replaying API on a free loopback port, stopped after the test."""
     state = Replay(token=f"ghp_{uuid.uuid4().hex}")
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            parts = urlsplit(self.path)
-            query = parse_qs(parts.query)
-            headers = {k.lower(): v for k, v in self.headers.items()}  # names are case-insensitive in HTTP
-            with state.lock:
-                state.requests.append({"path": parts.path, "query": query, "headers": headers})
-                code, body = state.answer(parts.path, query, self.headers.get("Authorization", ""))
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("X-RateLimit-Remaining", "4999")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def answer(request: Request) -> tuple[int, object]:
+        with state.lock:
+            state.requests.append({"path": request.path, "query": request.query, "headers": request.headers})
+            return state.answer(request.path, request.query, request.headers.get("authorization", ""))
 
-        def log_message(self, *args: object) -> None:  # quiet
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving(answer) as url:
+        state.url = url
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
