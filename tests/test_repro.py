@@ -191,7 +191,11 @@ def test_repro_on_actions_names_every_missing_secret(project, untouched_checkout
         ("MLFLOW_S3_ENDPOINT_URL", "repository variable MLFLOW_S3_ENDPOINT_URL"),
         ("AWS_ACCESS_KEY_ID", "secret MINIO_ACCESS_KEY_ID"),
         ("AWS_SECRET_ACCESS_KEY", "secret MINIO_SECRET_ACCESS_KEY"),
-        ("ACCESS_TOKEN", "secret ACCESS_TOKEN"),
+        (
+            "ACCESS_TOKEN",
+            "secret ACCESS_TOKEN, or a GitHub App: repository variable PUSH_APP_CLIENT_ID and secret "
+            "PUSH_APP_PRIVATE_KEY",
+        ),
     ]:
         assert f"{name} (from {source})" in out
     assert "MLFLOW_URL (from" not in out and "$ dvc repro" not in out

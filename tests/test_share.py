@@ -272,7 +272,8 @@ def test_share_keeps_results_aside_when_the_push_is_refused(dev, origin, s3, pip
     after = refs(origin)
     assert parents(origin, after.pop(side)) == [tagged] and after == before  # main untouched
     assert "origin/main refused the push (" in out and "main is protected" in out
-    assert f"on branch results/{tag} instead — merge it into main to keep them there." in out
+    # A refusal, not a moved tip: the way in is a pull request (the branch takes no direct push).
+    assert f"on branch results/{tag} instead — open a pull request of it into main, which takes no direct push." in out
 
 
 @pytest.mark.slow

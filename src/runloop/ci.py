@@ -193,7 +193,7 @@ def missing_settings(env: Mapping[str, str]) -> str | None:
     where = ", ".join(f"{n} (from {SETTINGS[n]}{', ' + ALTERNATIVES[n] if n in ALTERNATIVES else ''})" for n in missing)
     return (
         f"Missing on this runner: {where} — set them in the repository's Settings → Secrets and variables "
-        "→ Actions (see the README's environment table)."
+        "→ Actions (docs/environment.md lists them)."
     )
 
 
