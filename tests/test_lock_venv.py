@@ -73,6 +73,7 @@ def finished(proc: subprocess.Popen) -> str:
     return out
 
 
+@pytest.mark.slow  # builds a venv: python -m venv, pip, pipenv sync
 def test_the_second_run_with_the_same_lock_installs_nothing(tmp_path):
     checkout, venvs = tree(tmp_path / "checkout"), tmp_path / "venvs"
     key = lock_venv.key((checkout / "Pipfile.lock").read_text())
@@ -95,6 +96,7 @@ def test_the_second_run_with_the_same_lock_installs_nothing(tmp_path):
     assert path.read_text() == f"{venv / 'bin'}\n"
 
 
+@pytest.mark.slow  # builds a venv: python -m venv, pip, pipenv sync
 def test_a_half_built_venv_is_never_used_and_two_locks_never_touch(tmp_path):
     checkout, other, venvs = tree(tmp_path / "a"), tree(tmp_path / "b", salt="other"), tmp_path / "venvs"
     key = lock_venv.key((checkout / "Pipfile.lock").read_text())
@@ -112,6 +114,7 @@ def test_a_half_built_venv_is_never_used_and_two_locks_never_touch(tmp_path):
     assert sorted(p.name for p in venvs.iterdir() if p.is_dir()) == sorted([key, other_key])
 
 
+@pytest.mark.slow  # builds a venv: python -m venv, pip, pipenv sync
 def test_two_jobs_at_once_build_one_venv(tmp_path):
     checkout, venvs = tree(tmp_path / "checkout"), tmp_path / "venvs"
 
