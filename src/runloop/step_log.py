@@ -148,10 +148,11 @@ def run_step(script: Path, env: Mapping[str, str]) -> int:
     with open(log, "ab") as copy:
         assert proc.stdout is not None
         for chunk in iter(lambda: proc.stdout.read1(65536), b""):
-            out.write(chunk)
-            out.flush()
+            # Kept first: whatever the runner has shown (and a cancel may follow at once) is in the copy already.
             copy.write(chunk)
             copy.flush()
+            out.write(chunk)
+            out.flush()
     code = proc.wait()
     processes.stop_children()  # what the step left running (an orphan, a background job): stopped with it
     code = 128 - code if code < 0 else code  # killed by a signal: as a shell says it
