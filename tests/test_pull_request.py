@@ -81,6 +81,13 @@ def run_on(origin: Path, path: Path, tag: str, env: dict[str, str], share_env: d
     return ok(invoke(path, "share", "--tag", tag, env={**share_env, **kept}))
 
 
+def branch_with_a_commit(dev: Path, branch: str, notes: str, subject: str) -> None:
+    """A new branch of `dev` with one commit of its own, pushed to origin."""
+    git("switch", "--quiet", "-c", branch, cwd=dev)
+    commit_file(dev, "NOTES.md", notes, subject)
+    git("push", "--quiet", "-u", "origin", branch, cwd=dev)
+
+
 @pytest.fixture
 def project_env(s3, mlflow_server) -> dict[str, str]:
     """The runner's settings: S3, the DVC remote, and MLflow — its URL with a password no link may show."""
@@ -148,9 +155,7 @@ def test_share_comments_once_on_the_branchs_pull_request_then_updates_it(
 def test_no_pull_request_no_comment_and_an_api_down_never_fails_the_run(
     dev, origin, pull_requests, project_env, tmp_path
 ):
-    git("switch", "--quiet", "-c", "feature/alone", cwd=dev)
-    commit_file(dev, "NOTES.md", "Alone.\n", "Work alone")
-    git("push", "--quiet", "-u", "origin", "feature/alone", cwd=dev)
+    branch_with_a_commit(dev, "feature/alone", "Alone.\n", "Work alone")
     # A fork's pull request from a branch of the same name is not this branch's.
     pull_requests.open(3, "feature/alone", git("rev-parse", "HEAD", cwd=dev), repo="someone/mlproj-fork")
     alone = tag_run(dev)
@@ -176,9 +181,7 @@ def test_no_pull_request_no_comment_and_an_api_down_never_fails_the_run(
 def test_a_protected_branch_keeps_results_aside_and_the_review_says_how_to_take_them(
     dev, origin, pull_requests, project_env, tmp_path
 ):
-    git("switch", "--quiet", "-c", "feature/guarded", cwd=dev)
-    commit_file(dev, "NOTES.md", "Guarded.\n", "Guarded work")
-    git("push", "--quiet", "-u", "origin", "feature/guarded", cwd=dev)
+    branch_with_a_commit(dev, "feature/guarded", "Guarded.\n", "Guarded work")
     hook = origin / "hooks" / "pre-receive"
     hook.write_text(
         "#!/bin/sh\nwhile read old new ref; do\n"
